@@ -1,0 +1,402 @@
+"""The course runner: execute the notebooks headless with papermill and collect what they measured.
+
+Usage::
+
+    python -m pcrl_lib.course list
+    python -m pcrl_lib.course run --profile quick [--data-root DIR] [--output-dir DIR] [--only 03,04]
+                                  [--resume] [--force] [-p NAME VALUE ...]
+
+A run writes, under ``runs/<profile>/`` (or ``--output-dir``):
+
+* ``notebooks/NN_name.ipynb`` — each executed notebook (kept on failure, for inspection);
+* ``records/NN_name.json``     — the record each notebook's last cell writes (:func:`write_record`);
+* ``state.json``               — per notebook: status, parameters hash, wall time (what ``--resume`` reads);
+* ``summary.json`` / ``summary.md`` — status, wall time and key figures of every notebook.
+
+A notebook whose execution fails is recorded as ``failed``; its stale record is removed before it runs, so
+nothing half-written looks like a success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import paths
+from .config import PROFILES
+
+SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED", "DEVICE")
+KERNEL_NAME = "pcrl-kit"
+_NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+# Per-cell limit: a cell that hangs (say, an interactive widget waiting for a click) fails instead of blocking.
+CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
+
+
+class CourseError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """Make numbers from numpy/torch and non-finite floats JSON-safe (NaN → None)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_record(output_dir: str | os.PathLike, notebook: str, figures: dict, *, env: dict | None = None,
+                 results: list | None = None, **extra: Any) -> Path:
+    """Write the machine-readable record of one notebook (its last cell calls this).
+
+    Args:
+        output_dir: the notebook's ``OUTPUT_DIR``; the record goes to ``<output_dir>/records/<notebook>.json``.
+        notebook: the notebook's stem, e.g. ``"03_pretrain_2d"``.
+        figures: the key figures (scalars) shown in the run's summary table.
+        env: the environment report (:func:`pcrl_lib.env.report`).
+        results: per-experiment result rows (task, method, fraction, metric, value, CI, …) for the results report.
+        extra: anything else worth keeping (parameters, paths of figures, …).
+    """
+    record = {"notebook": notebook, "status": "ok", "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "figures": _jsonable(figures), "results": _jsonable(results or []), "env": _jsonable(env or {}),
+              **_jsonable(extra)}
+    path = Path(output_dir) / "records" / f"{notebook}.json"
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------- notebooks and parameters
+
+
+@dataclass
+class Notebook:
+    path: Path
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def number(self) -> str:
+        return self.stem[:2]
+
+    def parameters(self) -> dict[str, dict]:
+        """Papermill's own inspection of the ``parameters`` cell: name → {default, inferred_type_name, help}."""
+        import papermill
+
+        return {name: dict(info) for name, info in papermill.inspect_notebook(str(self.path)).items()}
+
+    def digest(self) -> str:
+        """Hash of the notebook's code cells (editing a notebook invalidates ``--resume``)."""
+        import nbformat
+
+        nb = nbformat.read(self.path, as_version=4)
+        code = "\n\x00".join(c.source for c in nb.cells if c.cell_type == "code")
+        return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def discover(notebooks_dir: Path | None = None) -> list[Notebook]:
+    """The course's notebooks (``NN_name.ipynb``) in order."""
+    folder = Path(notebooks_dir) if notebooks_dir else paths.notebooks_dir()
+    if not folder.is_dir():
+        raise CourseError(f"notebooks folder {folder} does not exist")
+    return [Notebook(p) for p in sorted(folder.glob("*.ipynb")) if _NOTEBOOK_RE.match(p.name)]
+
+
+def select(notebooks: list[Notebook], only: str | Sequence[str] | None) -> list[Notebook]:
+    """Filter by ``--only 03,04`` (numbers or full stems); unknown names raise :class:`CourseError`."""
+    if not only:
+        return notebooks
+    wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    by_key = {nb.number: nb for nb in notebooks} | {nb.stem: nb for nb in notebooks}
+    unknown = [w for w in wanted if w not in by_key]
+    if unknown:
+        valid = ", ".join(nb.stem for nb in notebooks)
+        raise CourseError(f"unknown notebook {', '.join(unknown)}; valid: {valid}")
+    chosen = {by_key[w].stem for w in wanted}
+    return [nb for nb in notebooks if nb.stem in chosen]
+
+
+def _parse_value(text: str) -> Any:
+    """``-p NAME VALUE``: JSON when it parses (numbers, true/false, null, lists), else the plain string."""
+    for candidate in (text, text.lower()):
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    return text
+
+
+def build_parameters(notebook: Notebook, declared: dict[str, dict], profile: str, data_root: Path | None,
+                     output_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """The parameters injected into one notebook: the shared vocabulary plus the ``-p`` values it declares."""
+    params: dict[str, Any] = {"PROFILE": profile, "DATA_ROOT": str(data_root) if data_root else None,
+                              "OUTPUT_DIR": str(output_dir)}
+    params.update({k: v for k, v in extra.items() if k in declared})
+    return {k: v for k, v in params.items() if k in declared}
+
+
+def params_digest(notebook: Notebook, params: dict) -> str:
+    blob = json.dumps({"params": params, "code": notebook.digest()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def ensure_kernel() -> str:
+    """A kernel spec for *this* interpreter, inside its own environment (``sys.prefix``).
+
+    Papermill starts the kernel named in a notebook's metadata; a user-wide ``python3`` spec can point at
+    another Python. Registering ``pcrl-kit`` in the environment itself makes every run use this one.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (pcrl-kit)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class Outcome:
+    notebook: str
+    status: str                  # ok | failed | skipped
+    wall_s: float = 0.0
+    params: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _failure_report(nb: Notebook, err: Exception, executed: Path) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        source = "\n".join("    " + line for line in err.source.splitlines())
+        return (f"notebook {nb.path.name} failed in cell {err.exec_count}:\n{source}\n"
+                f"{err.ename}: {err.evalue}\nexecuted notebook kept at {executed}")
+    return f"notebook {nb.path.name} failed: {type(err).__name__}: {err}\nexecuted notebook kept at {executed}"
+
+
+def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
+        only: str | Sequence[str] | None = None, resume: bool = False, force: bool = False,
+        params: dict[str, Any] | None = None, notebooks_dir: str | os.PathLike | None = None,
+        cell_timeout: float | None = -1, prepare: bool = True, log=print) -> list[Outcome]:
+    """Execute the course's notebooks in order; stop at the first failure.
+
+    ``resume`` skips notebooks that already ran successfully with the same parameters and code; ``force``
+    re-executes everything and asks the notebooks that declare ``FORCE`` to recompute their cached results.
+    Returns one :class:`Outcome` per selected notebook (the ones after a failure are absent).
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if profile not in PROFILES:
+        raise CourseError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    root = Path(data_root).expanduser().resolve() if data_root else None
+    if root is not None and not root.is_dir():
+        raise CourseError(f"--data-root {data_root} does not exist or is not a folder")
+    out = Path(output_dir).expanduser().resolve() if output_dir else paths.runs_dir(profile)
+    notebooks = select(discover(notebooks_dir), only)
+    declared = {nb.stem: nb.parameters() for nb in notebooks}
+    extra = dict(params or {})
+    if force:
+        extra["FORCE"] = True
+    all_declared = set().union(*declared.values()) if declared else set()
+    unknown = sorted(set(params or {}) - all_declared)
+    if unknown:
+        raise CourseError(f"unknown parameter {', '.join(unknown)}; valid: {', '.join(sorted(all_declared))}")
+    timeout = CELL_TIMEOUT_S[profile] if cell_timeout == -1 else cell_timeout
+
+    out.mkdir(parents=True, exist_ok=True)
+    if prepare:
+        from .data.prepare import prepare_embedded
+
+        log(f"preparing embedded data for profile {profile!r} ...")
+        prepare_embedded(profile, log=log)
+    kernel = ensure_kernel()
+    state_path = out / "state.json"
+    state = _load_json(state_path)
+    outcomes: list[Outcome] = []
+    for i, nb in enumerate(notebooks, 1):
+        nb_params = build_parameters(nb, declared[nb.stem], profile, root, out, extra)
+        digest = params_digest(nb, nb_params)
+        previous = state.get(nb.stem, {})
+        tag = f"[{i}/{len(notebooks)}] {nb.stem}"
+        if resume and not force and previous.get("status") == "ok" and previous.get("digest") == digest \
+                and (out / "records" / f"{nb.stem}.json").is_file():
+            log(f"{tag}: skipped (already executed with the same parameters)")
+            outcomes.append(Outcome(nb.stem, "skipped", previous.get("wall_s", 0.0), nb_params))
+            continue
+        (out / "records" / f"{nb.stem}.json").unlink(missing_ok=True)
+        executed = out / "notebooks" / nb.path.name
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        log(f"{tag}: running ...")
+        state[nb.stem] = {"status": "running", "digest": digest, "params": nb_params}
+        atomic_write_text(state_path, json.dumps(state, indent=2))
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(nb.path), str(executed), parameters=nb_params, kernel_name=kernel,
+                                       cwd=str(nb.path.parent), progress_bar=sys.stderr.isatty(),
+                                       execution_timeout=timeout, log_output=False)
+            error = None
+            if not (out / "records" / f"{nb.stem}.json").is_file():
+                error = f"notebook {nb.path.name} finished without writing records/{nb.stem}.json"
+        except PapermillExecutionError as err:
+            error = _failure_report(nb, err, executed)
+        except Exception as err:  # kernel died, timeout, ... : report it the same way
+            error = _failure_report(nb, err, executed)
+        wall = time.perf_counter() - start
+        status = "failed" if error else "ok"
+        state[nb.stem] = {"status": status, "digest": digest, "params": nb_params, "wall_s": round(wall, 2),
+                          "error": error}
+        atomic_write_text(state_path, json.dumps(state, indent=2))
+        outcomes.append(Outcome(nb.stem, status, wall, nb_params, error))
+        if error:
+            log(f"{tag}: FAILED after {wall:.1f} s\n{error}")
+            break
+        log(f"{tag}: done in {wall:.1f} s")
+    write_summary(out, profile, outcomes)
+    return outcomes
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _format_figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_summary(out: Path, profile: str, outcomes: list[Outcome], max_figures: int = 6) -> dict:
+    """Collect ``records/*.json`` with the run's outcomes into ``summary.json`` and ``summary.md``."""
+    records = {p.stem: _load_json(p) for p in sorted((out / "records").glob("*.json"))}
+    state = _load_json(out / "state.json")
+    rows = []
+    names = sorted(set(state) | {o.notebook for o in outcomes})
+    by_name = {o.notebook: o for o in outcomes}
+    for name in names:
+        o = by_name.get(name)
+        status = o.status if o else state.get(name, {}).get("status", "unknown")
+        if status == "skipped":
+            status = "ok (resumed)"
+        wall = o.wall_s if o else state.get(name, {}).get("wall_s", 0.0)
+        rec = records.get(name, {}) if not status.startswith("failed") else {}
+        rows.append({"notebook": name, "status": status, "wall_s": round(wall, 2), "figures": rec.get("figures", {}),
+                     "error": (o.error if o else state.get(name, {}).get("error"))})
+    summary = {"profile": profile, "output_dir": str(out), "notebooks": rows, "records": records}
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
+    lines = [f"# Course run — profile `{profile}`", "", "| notebook | status | wall time (s) | key figures |",
+             "|---|---|---:|---|"]
+    for row in rows:
+        figs = ", ".join(f"{k} = {_format_figure(v)}" for k, v in list(row["figures"].items())[:max_figures])
+        lines.append(f"| {row['notebook']} | {row['status']} | {row['wall_s']:.1f} | {figs} |")
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    return summary
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_list(args) -> int:
+    for nb in discover(args.notebooks_dir):
+        print(nb.path.name)
+        for name, info in nb.parameters().items():
+            typ = info.get("inferred_type_name", "")
+            hint = f"  # {info['help']}" if info.get("help") else ""
+            print(f"    {name:<14} = {info.get('default')}  ({typ}){hint}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    params = {name: _parse_value(value) for name, value in (args.param or [])}
+    outcomes = run(args.profile, data_root=args.data_root, output_dir=args.output_dir, only=args.only,
+                   resume=args.resume, force=args.force, params=params, notebooks_dir=args.notebooks_dir,
+                   cell_timeout=args.cell_timeout, prepare=not args.no_prepare)
+    out = Path(args.output_dir).resolve() if args.output_dir else paths.runs_dir(args.profile)
+    print(f"summary: {out / 'summary.md'}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pcrl_lib.course", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notebooks-dir", default=None, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the notebooks in order with their parameters and defaults")
+    r = sub.add_parser("run", help="execute the notebooks headless with papermill")
+    r.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
+    r.add_argument("--data-root", default=None, help="folder with the real datasets (paper profile)")
+    r.add_argument("--output-dir", default=None, help="default runs/<profile>")
+    r.add_argument("--only", default=None, help="comma-separated notebook numbers or names, e.g. 03,04")
+    r.add_argument("--resume", action="store_true", help="skip notebooks already executed with the same parameters")
+    r.add_argument("--force", action="store_true", help="re-execute all and recompute cached results")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="inject a notebook parameter (JSON values: 3, 0.1, true, null, [1,2])")
+    r.add_argument("--cell-timeout", type=float, default=-1, help="seconds per cell (default by profile)")
+    r.add_argument("--no-prepare", action="store_true", help="skip fetching demo data / writing synthetic data")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _cmd_list(args)
+        return _cmd_run(args)
+    except CourseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

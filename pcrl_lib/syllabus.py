@@ -1,0 +1,64 @@
+"""The course map: what each notebook teaches and how long it takes per profile.
+
+``planned`` times are the budgets the profiles are sized for (2-core laptop CPU for ``quick``, one modern GPU
+for ``paper``); :func:`course_map` replaces them with measured wall times when a run's ``summary.json`` exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Lesson:
+    stem: str
+    title: str
+    teaches: str
+    quick_cpu_min: float      # planned minutes, quick profile, 2-core CPU
+    paper_gpu: str            # planned time, paper profile, one GPU
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("00_overview", "Overview", "what PCRL is, the data flow, the course map, the environment", 0.2, "< 1 min"),
+    Lesson("01_data_preparation", "Data preparation",
+           "file formats, HU and windowing, spacing and resampling, PCRL crop pairs, labels and patient splits",
+           3, "2–4 h (LUNA16 + ChestX-ray14 caches)"),
+    Lesson("02_augmentations", "Augmentations",
+           "Models Genesis distortions, TCA flips/rotations and their codes, the 2D views, mixup", 2, "< 5 min"),
+    Lesson("03_pretrain_2d", "PCRL pretraining in 2D",
+           "the three encoders, the TCA gate, the hybrid mix, the two passes, the losses; training a ResNet-18 U-Net",
+           8, "~2 days on 4 GPUs (240 epochs, 78k images)"),
+    Lesson("04_pretrain_3d", "PCRL pretraining in 3D", "the same on CT cubes with the Models Genesis 3D U-Net",
+           8, "~2 days on 4 GPUs (240 epochs, LUNA16 subsets 0–6)"),
+    Lesson("05_chestxray14", "Thoracic disease classification (ChestX-ray14)",
+           "fine-tuning with few labels, patient-level fractions, mean AUC with confidence intervals", 6, "hours"),
+    Lesson("06_chexpert", "Thoracic disease classification (CheXpert)",
+           "uncertainty labels and their policies, mean AUC over five competition labels", 6, "hours"),
+    Lesson("07_luna_nodules", "Lung nodule false-positive reduction (LUNA16)",
+           "candidate cubes, 3D classification, AUC", 6, "hours"),
+    Lesson("08_lits_liver", "Liver segmentation (LiTS)",
+           "3D segmentation fine-tuning, patch sampling, sliding-window inference, Dice and HD95", 8, "hours"),
+    Lesson("09_brats", "Brain tumour segmentation (BraTS 2018)",
+           "four-modality input from a one-channel encoder, WT / TC / ET regions", 8, "hours"),
+    Lesson("10_results", "Results", "the reproduction report computed from the run's records", 0.5, "< 1 min"),
+)
+
+
+def course_map(run_dir: str | Path | None = None) -> list[dict]:
+    """One row per lesson; ``quick CPU`` is the measured wall time when ``run_dir/summary.json`` has it."""
+    measured: dict[str, float] = {}
+    if run_dir is not None and (Path(run_dir) / "summary.json").is_file():
+        try:
+            rows = json.loads((Path(run_dir) / "summary.json").read_text()).get("notebooks", [])
+            measured = {r["notebook"]: r["wall_s"] for r in rows if str(r.get("status", "")).startswith("ok")}
+        except (OSError, ValueError, KeyError):
+            measured = {}
+    table = []
+    for lesson in LESSONS:
+        wall = measured.get(lesson.stem)
+        table.append({"notebook": lesson.stem, "title": lesson.title, "teaches": lesson.teaches,
+                      "this profile (measured)": f"{wall / 60:.1f} min" if wall is not None else "not run yet",
+                      "quick, CPU (planned)": f"{lesson.quick_cpu_min:g} min", "paper, GPU (planned)": lesson.paper_gpu})
+    return table

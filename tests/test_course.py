@@ -1,0 +1,141 @@
+"""The papermill course runner on tiny notebooks: parameter injection, failure report, resume, records."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from pcrl_lib import course
+
+PARAMS = """PROFILE = "quick"
+DATA_ROOT = None
+OUTPUT_DIR = None
+SEED = 0
+DEVICE = "auto"
+SCALE = 2  # a notebook's own knob
+"""
+
+
+def _write_nb(path, body, params=PARAMS):
+    nb = new_notebook()
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+RECORD = """
+from pcrl_lib.course import write_record
+write_record(OUTPUT_DIR, "{stem}", figures={{"scaled": SCALE * 10, "profile": PROFILE}})
+"""
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _write_nb(d / "00_first.ipynb", RECORD.format(stem="00_first"))
+    _write_nb(d / "01_second.ipynb", RECORD.format(stem="01_second"))
+    (d / "README.ipynb").write_text("{}")  # not NN_name: not part of the course
+    return d
+
+
+def _run(nbdir, out, **kw):
+    logs = []
+    outcomes = course.run("smoke", output_dir=out, notebooks_dir=nbdir, prepare=False, log=logs.append, **kw)
+    return outcomes, logs
+
+
+def test_discover_and_select(nbdir):
+    names = [nb.stem for nb in course.discover(nbdir)]
+    assert names == ["00_first", "01_second"]
+    assert [nb.stem for nb in course.select(course.discover(nbdir), "01")] == ["01_second"]
+    with pytest.raises(course.CourseError, match=r"unknown notebook 07; valid: 00_first, 01_second"):
+        course.select(course.discover(nbdir), "07")
+
+
+def test_run_injects_parameters_and_collects_records(nbdir, tmp_path):
+    out = tmp_path / "run"
+    outcomes, logs = _run(nbdir, out, params={"SCALE": 7})
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    rec = json.loads((out / "records" / "00_first.json").read_text())
+    assert rec["figures"] == {"scaled": 70, "profile": "smoke"} and rec["status"] == "ok"
+    executed = nbformat.read(out / "notebooks" / "00_first.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in summary["notebooks"]] == ["ok", "ok"]
+    table = (out / "summary.md").read_text()
+    assert "| 00_first | ok |" in table and "scaled = 70" in table
+
+
+def test_resume_skips_done_notebooks_unless_parameters_change(nbdir, tmp_path):
+    out = tmp_path / "run"
+    _run(nbdir, out)
+    outcomes, logs = _run(nbdir, out, resume=True)
+    assert [o.status for o in outcomes] == ["skipped", "skipped"]
+    assert any("skipped" in line for line in logs)
+    outcomes, _ = _run(nbdir, out, resume=True, params={"SCALE": 3})
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    outcomes, _ = _run(nbdir, out, resume=True, force=False, params={"SCALE": 3}, only="01")
+    assert [o.status for o in outcomes] == ["skipped"]
+
+
+def test_failure_stops_reports_cell_and_marks_failed(nbdir, tmp_path):
+    out = tmp_path / "run"
+    _run(nbdir, out)  # a good record of 01 exists from a previous run ...
+    _write_nb(nbdir / "01_second.ipynb", "x = 1\nraise RuntimeError('boom in the lesson')")
+    _write_nb(nbdir / "02_third.ipynb", RECORD.format(stem="02_third"))
+    outcomes, logs = _run(nbdir, out)
+    assert [o.status for o in outcomes] == ["ok", "failed"]  # stops: 02 never runs
+    report = "\n".join(logs)
+    assert "01_second.ipynb failed" in report and "raise RuntimeError('boom in the lesson')" in report
+    assert "RuntimeError: boom in the lesson" in report
+    assert (out / "notebooks" / "01_second.ipynb").is_file()  # kept for inspection
+    assert not (out / "records" / "01_second.json").exists()  # ... and was removed: nothing stale looks done
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["notebook"]: r["status"] for r in summary["notebooks"]}["01_second"] == "failed"
+    assert "| 01_second | failed |" in (out / "summary.md").read_text()
+    outcomes, _ = _run(nbdir, out, resume=True)
+    assert [o.status for o in outcomes] == ["skipped", "failed"]  # a failed notebook is never skipped
+
+
+def test_notebook_without_record_is_a_failure(nbdir, tmp_path):
+    _write_nb(nbdir / "00_first.ipynb", "y = 2")
+    outcomes, _ = _run(nbdir, tmp_path / "run", only="00")
+    assert outcomes[0].status == "failed" and "without writing records/00_first.json" in outcomes[0].error
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pcrl_lib.course", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--profile", "fast"], "unknown profile 'fast'; valid profiles: smoke, quick, paper"),
+    (["run", "--profile", "smoke", "--only", "99"], "unknown notebook 99; valid: 00_first, 01_second"),
+    (["run", "--profile", "smoke", "-p", "EPOCHZ", "3"], "unknown parameter EPOCHZ; valid: DATA_ROOT, DEVICE"),
+    (["run", "--profile", "smoke", "--data-root", "/no/such/dir"], "--data-root /no/such/dir does not exist"),
+])
+def test_cli_bad_input_is_one_line_exit_2(nbdir, args, message):
+    proc = _cli("--notebooks-dir", str(nbdir), *args, "--no-prepare")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_list_shows_parameters_and_defaults(nbdir):
+    proc = _cli("--notebooks-dir", str(nbdir), "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "00_first.ipynb" in proc.stdout and "SCALE" in proc.stdout and "= 2" in proc.stdout
+
+
+def test_write_record_is_json_safe(tmp_path):
+    import numpy as np
+    import torch
+
+    path = course.write_record(tmp_path, "05_x", figures={"auc": np.float32(0.5), "loss": torch.tensor(1.5),
+                                                         "bad": float("nan")})
+    rec = json.loads(path.read_text())
+    assert rec["figures"] == {"auc": 0.5, "loss": 1.5, "bad": None}
