@@ -264,6 +264,8 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
         log(f"preparing embedded data for profile {profile!r} ...")
         prepare_embedded(profile, log=log)
     kernel = ensure_kernel()
+    # The kernels inherit the environment: widgets render as static figures, progress bars stay quiet.
+    os.environ.setdefault("PCRL_HEADLESS", "1")
     state_path = out / "state.json"
     state = _load_json(state_path)
     outcomes: list[Outcome] = []

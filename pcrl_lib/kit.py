@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("PCRL_PROFILE", "smoke")
         env.setdefault("TQDM_DISABLE", "1")
         env.setdefault("MPLBACKEND", "Agg")
+        env.setdefault("PCRL_HEADLESS", "1")
         cmd = [python, "-m", "pytest", *PYTEST_ARGS, *extra]
     print("$ " + " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
