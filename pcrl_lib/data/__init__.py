@@ -5,3 +5,7 @@ Axis convention (everywhere in the kit): 3D NumPy arrays are ``(X, Y, Z)`` with 
 nibabel returns them; 3D tensors are ``(B, C, X, Y, Z)``, so the paper's 64×64×32 cube is
 ``(B, 1, 64, 64, 32)``. 2D images are ``(H, W)`` arrays and ``(B, C, H, W)`` tensors.
 """
+
+from .check import CheckReport, check  # noqa: E402  (re-exported: validate a layout before any long job)
+
+__all__ = ["check", "CheckReport"]

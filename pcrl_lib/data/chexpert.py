@@ -78,12 +78,12 @@ def load_csv(path: str | Path, policy: str = "ones", frontal_only: bool = False)
         values = table[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
         raw = table[present].to_numpy()
         row, col = np.argwhere(np.isnan(values) & table[present].notna().to_numpy())[0]
-        raise ValueError(f"{path}: row {row + 1}, column {present[col]!r} has value {raw[row, col]!r}; "
+        raise ValueError(f"{path}: row {row + 1}, column {present[col]!r} has value {str(raw[row, col])!r}; "
                          "expected 1.0, 0.0, -1.0 or blank") from None
     bad = ~(np.isnan(values) | np.isin(values, (1.0, 0.0, -1.0)))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ValueError(f"{path}: row {row + 1}, column {present[col]!r} has value {values[row, col]!r}; "
+        raise ValueError(f"{path}: row {row + 1}, column {present[col]!r} has value {float(values[row, col])}; "
                          "expected 1.0, 0.0, -1.0 or blank")
     paths = table["Path"].astype(str)
     patients = paths.str.extract(_PATIENT, expand=False)
@@ -92,7 +92,7 @@ def load_csv(path: str | Path, policy: str = "ones", frontal_only: bool = False)
         raise ValueError(f"{path}: row {row + 1} has Path {paths.iloc[row]!r} without a 'patientNNNNN' folder")
     out = pd.DataFrame({
         "path": paths,
-        "file": [str(p) for p in _resolve(path, paths)],
+        "file": resolve_paths(path, paths),
         "patient_id": patients,
         "study": paths.str.extract(_STUDY, expand=False).fillna(""),
         "sex": table["Sex"].to_numpy(),
@@ -110,14 +110,16 @@ def load_csv(path: str | Path, policy: str = "ones", frontal_only: bool = False)
     return out
 
 
-def _resolve(csv_path: Path, paths: pd.Series) -> list[Path]:
-    """CSV paths start with the dataset folder's name, so they are relative to the folder *above* the CSV;
-    when the folder was renamed, drop that first component and resolve against the CSV's folder instead."""
+def resolve_paths(csv_path: Path, paths: pd.Series) -> pd.Series:
+    """Absolute image paths (as strings). CSV paths start with the dataset folder's name, so they are
+    relative to the folder *above* the CSV; when that folder was renamed, drop the first component and
+    resolve against the CSV's own folder instead."""
     dataset_dir = csv_path.resolve().parent
-    first = paths.str.split("/", n=1).str[0]
-    rest = paths.str.split("/", n=1).str[1].fillna("")
-    return [dataset_dir.parent / p if head == dataset_dir.name else dataset_dir / r
-            for p, head, r in zip(paths, first, rest)]
+    parts = paths.str.split("/", n=1)
+    first, rest = parts.str[0], parts.str[1].fillna("")
+    above = str(dataset_dir.parent) + "/" + paths
+    inside = str(dataset_dir) + "/" + rest
+    return above.where(first == dataset_dir.name, inside)
 
 
 def labels_and_mask(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

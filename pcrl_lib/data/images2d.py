@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,9 +57,9 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     if image.shape == (height, width):
         return image.astype(np.float32, copy=False)
     # PIL's "F" mode keeps float precision; it takes (width, height).
-    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F").resize(
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
         (width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+    return np.array(resized, dtype=np.float32)  # a writable copy (PIL buffers are read-only)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def _parse_findings(findings: pd.Series, images: pd.Series, path: Path) -> np.nd
         name = tokens[unknown].iloc[0]
         raise ValueError(f"{path}: row {row + 1} (image {images.iloc[row]}) has unknown finding {name!r}; "
                          f"valid names: {', '.join(NIH_LABELS)}, {NO_FINDING!r}")
-    codes = pd.Categorical(tokens, categories=list(NIH_LABELS)).codes  # -1 for "No Finding"
+    codes = pd.Index(NIH_LABELS).get_indexer(tokens)  # -1 for "No Finding"
     rows = tokens.index.to_numpy()
     hit = codes >= 0
     matrix = np.zeros((len(findings), len(NIH_LABELS)), dtype=np.uint8)
@@ -168,7 +168,7 @@ def read_split_file(path: str | Path) -> pd.DataFrame:
     bad = ~np.isin(labels, ("0", "1"))
     if bad.any():
         line, column = np.argwhere(bad)[0]
-        raise ValueError(f"{path}: line {line + 1} has label {labels[line, column]!r} for "
+        raise ValueError(f"{path}: line {line + 1} has label {str(labels[line, column])!r} for "
                          f"{NIH_LABELS[column]}; labels must be 0 or 1")
     table = pd.DataFrame(labels.astype(np.uint8), columns=list(NIH_LABELS))
     table.insert(0, "image", [tokens[0] for tokens in rows])

@@ -20,20 +20,16 @@ def synthetic_root(profile: str, dataset: str) -> Path:
 
 
 def ensure_synthetic(profile: str, dataset: str, log=print) -> Path:
-    """Write the synthetic look-alike of ``dataset`` sized by ``profile`` unless it is already complete."""
+    """Write the synthetic look-alike of ``dataset`` sized by ``profile`` (``synthetic.write`` caches by parameters:
+    a second call returns at once, a profile whose sizes changed rewrites it)."""
     from . import synthetic
 
     cfg = get_profile(profile).data
     root = synthetic_root(profile, dataset)
-    done = root / ".complete"
-    if done.is_file():
-        return root
     n = cfg.synthetic_2d if dataset in ("nih", "chexpert") else cfg.synthetic_3d
     size = cfg.image_size_2d * 2 if dataset in ("nih", "chexpert") else cfg.synthetic_3d_size
-    log(f"  writing synthetic {dataset} ({n} items) to {root}")
-    synthetic.write(dataset, root, n=n, seed=0, size=size)
-    done.write_text("ok\n")
-    return root
+    log(f"  synthetic {dataset}: {n} items at {size} px/voxels in {root}")
+    return synthetic.write(dataset, root, n=n, seed=0, size=size, overwrite=True)
 
 
 def prepare_embedded(profile: str, log=print) -> dict[str, Path]:
