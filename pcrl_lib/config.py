@@ -85,7 +85,7 @@ class PretrainConfig(_Section):
     m: float = 0.999                  # EMA momentum of the key encoder
     T: float = 0.2                    # temperature τ
     feat_dim: int = 128
-    nce: str = "nce"                  # "nce" (released code, CMC/C2L estimator) | "infonce" (MoCo)
+    nce: str | None = None            # None = the method's own ("nce" for PCRL/C2L as released, "infonce" for MoCo)
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
     precision: str = "auto"           # auto | fp32 | bf16 | fp16
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data

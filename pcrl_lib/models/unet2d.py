@@ -168,5 +168,9 @@ class UNet2D(nn.Module):
         self.encoder = ResNet18Encoder(in_channels=in_channels, weights=weights)
         self.decoder = UNetDecoder2D(out_channels=out_channels)
 
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
+        """The final activation: none in 2D (kept so 2D and 3D U-Nets share one interface)."""
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return self.activate(self.decoder(self.encoder(x)))

@@ -1,0 +1,176 @@
+"""The contrastive part of PCRL (PCRL_SPEC §6): a FIFO queue of keys and two ways to score q against it.
+
+Legend (MoCo / CMC names):
+
+====  ==========================================================================================
+q     query embeddings from the ordinary encoder E_o, (N, D), unit rows, with gradient
+k     key embeddings from the momentum encoder E_m, (N, D), unit rows, no gradient
+K     queue length (16,384 in the paper); the queue holds the K most recent keys, (K, D)
+T     temperature τ (0.2)
+Z     NCE normaliser: fixed from the first batch as mean(exp(q·k/τ)) · n_data, then a constant
+n     n_data: number of SAMPLES in the pretraining set (the noise distribution is uniform, Pn = 1/n)
+====  ==========================================================================================
+
+Scores: logits s = [q·k, q·queue_1, ..., q·queue_K] / T, shape N×(1+K); column 0 is the positive.
+
+- ``"infonce"`` (MoCo): cross-entropy of softmax(s) against column 0.
+- ``"nce"`` (CMC/C2L, the released PCRL code): P = exp(s)/Z; each entry is a binary "data vs noise" decision
+  with noise mass K·Pn: loss = −(1/N) Σ_i [log P_i0/(P_i0 + K·Pn) + Σ_j log K·Pn/(P_ij + K·Pn)]. Computed in
+  log space (``logaddexp``), which replaces the released code's ``+1e-7`` guard. The released code set n to
+  the number of *batches*; here it is the number of samples and must be passed in.
+
+``p_pos`` (reported, not optimised): the mean probability the positive is recognised — softmax(s)_0 for
+InfoNCE, the NCE posterior P_0/(P_0 + K·Pn) for NCE.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+ESTIMATORS = ("nce", "infonce")
+
+
+def distributed() -> bool:
+    """True inside an initialised ``torch.distributed`` process group (torchrun)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+@torch.no_grad()
+def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
+    """(N, ...) on every rank → (world·N, ...) in rank order; ``x`` itself outside a process group.
+
+    Used for enqueueing every rank's keys and for batch-shuffle BN. No gradient flows back.
+    """
+    if not distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def contrastive_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+    """q, k: (N, D); queue: (K, D) → raw scores (N, 1+K): column 0 = q·k (positive), then q·queue_j."""
+    if q.ndim != 2 or q.shape != k.shape:
+        raise ValueError(f"q and k must both be (N, D); got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+        raise ValueError(f"queue must be (K, {q.shape[1]}), got {tuple(queue.shape)}")
+    l_pos = (q * k).sum(dim=1, keepdim=True)            # N×1
+    l_neg = q @ queue.t()                               # N×K
+    return torch.cat([l_pos, l_neg], dim=1)             # N×(1+K)
+
+
+def infonce_loss(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits: N×(1+K), already divided by T, positive in column 0 → (loss, p_pos), both scalars."""
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    loss = F.cross_entropy(logits, target)
+    p_pos = logits.softmax(dim=1)[:, 0].mean()
+    return loss, p_pos
+
+
+def nce_loss(logits: torch.Tensor, log_Z: torch.Tensor | float, n_data: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits: N×(1+K), already divided by T; log_Z: log of the normaliser → (loss, p_pos), both scalars.
+
+    P = exp(logits)/Z; noise mass K·Pn = K/n_data (formula in the module docstring).
+    """
+    num_neg = logits.shape[1] - 1
+    log_P = logits - log_Z                                          # N×(1+K)
+    log_noise = math.log(num_neg / n_data)                          # log(K·Pn)
+    log_denominator = torch.logaddexp(log_P, torch.full_like(log_P, log_noise))
+    log_d1 = log_P[:, 0] - log_denominator[:, 0]                    # N: log posterior "data" of the positive
+    log_d0 = log_noise - log_denominator[:, 1:]                     # N×K: log posterior "noise" of negatives
+    loss = -(log_d1.sum() + log_d0.sum()) / logits.shape[0]
+    return loss, log_d1.exp().mean()
+
+
+class KeyQueue(nn.Module):
+    """FIFO memory of the K most recent keys: buffers ``queue`` (K, D) and ``ptr`` (next row to overwrite).
+
+    Initialised like the released code (CMC's memory): uniform in [−a, a] with a = 1/sqrt(D/3), so each row
+    has expected squared norm D·a²/3 = 1 (unit length on average, not normalised exactly). Being buffers, both
+    travel with ``state_dict`` (checkpoints) and ``.to(device)``.
+    """
+
+    def __init__(self, K: int, dim: int, generator: torch.Generator | None = None):
+        super().__init__()
+        if not isinstance(K, int) or K < 1:
+            raise ValueError(f"queue length K must be a positive int (paper: 16384), got {K!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"key dimension must be a positive int (paper: 128), got {dim!r}")
+        self.K = K
+        bound = 1.0 / math.sqrt(dim / 3)
+        self.register_buffer("queue", (torch.rand(K, dim, generator=generator) * 2 - 1) * bound)  # K×D
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write keys (N, D) — every rank's under DDP — over the oldest rows, wrapping around the end."""
+        keys = concat_all_gather(keys.detach())
+        n = keys.shape[0]
+        if n > self.K:
+            raise ValueError(f"cannot enqueue {n} keys into a queue of K={self.K}; use K >= the (global) batch size")
+        rows = (self.ptr + torch.arange(n, device=self.ptr.device)) % self.K
+        self.queue.index_copy_(0, rows, keys.to(self.queue.dtype))
+        self.ptr.copy_((self.ptr + n) % self.K)
+
+
+class ContrastiveMemory(nn.Module):
+    """Score q against its key k and the queue, then enqueue k (PCRL_SPEC §6).
+
+    Args:
+        dim: D, embedding dimension.
+        K: queue length.
+        T: temperature τ.
+        nce: "nce" (CMC/C2L estimator, the released code) or "infonce" (MoCo).
+        n_data: number of samples in the pretraining set; required for "nce".
+        generator: draws the queue's initial values (the global RNG when None).
+
+    Buffers: ``queue.queue`` (K, D), ``queue.ptr``, ``Z`` (the NCE normaliser; −1 until the first batch).
+    """
+
+    def __init__(self, dim: int, K: int, T: float, nce: str = "nce", n_data: int | None = None,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if nce not in ESTIMATORS:
+            raise ValueError(f"nce={nce!r}; choose 'nce' (released code, CMC/C2L) or 'infonce' (MoCo)")
+        if not (isinstance(T, (int, float)) and T > 0):
+            raise ValueError(f"temperature T must be a positive number (paper: 0.2), got {T!r}")
+        if nce == "nce" and not (isinstance(n_data, numbers.Integral) and n_data > 0):
+            raise ValueError(f"n_data={n_data!r}: the NCE estimator needs the number of SAMPLES in the pretraining "
+                             "set (len(dataset), not the number of batches) as a positive int")
+        self.nce = nce
+        self.T = float(T)
+        self.n_data = int(n_data) if n_data is not None else None
+        self.queue = KeyQueue(K, dim, generator)
+        self.register_buffer("Z", torch.tensor(-1.0))
+
+    @torch.no_grad()
+    def _fix_Z(self, scaled_logits: torch.Tensor) -> None:
+        """Set Z = mean(exp(s)) · n_data from the first batch seen (averaged over ranks); keep it afterwards."""
+        estimate = scaled_logits.exp().mean() * self.n_data
+        if distributed():
+            dist.all_reduce(estimate)
+            estimate /= dist.get_world_size()
+        # torch.where instead of an `if`: no host synchronisation on every call.
+        self.Z.copy_(torch.where(self.Z < 0, estimate, self.Z))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q, k: (N, D) unit rows → (loss, p_pos) fp32 scalars; then k is enqueued."""
+        # Scores and losses in fp32 even under autocast: exp(1/τ) and log-sums lose too much in half precision.
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q32, k32 = q.float(), k.detach().float()
+            # A copy of the queue: autograd keeps it for q's gradient while enqueue overwrites the buffer.
+            negatives = self.queue.queue.detach().clone().float()                         # K×D
+            logits = contrastive_logits(q32, k32, negatives) / self.T                     # N×(1+K)
+            if self.nce == "infonce":
+                loss, p_pos = infonce_loss(logits)
+            else:
+                self._fix_Z(logits.detach())
+                loss, p_pos = nce_loss(logits, self.Z.log(), self.n_data)
+        self.queue.enqueue(k32)
+        return loss, p_pos.detach()

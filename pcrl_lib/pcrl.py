@@ -1,0 +1,427 @@
+"""The PCRL objective and its baselines on one code path (PCRL_SPEC §3–§6, §9).
+
+Legend (names from the paper and MoCo):
+
+===========  ===================================================================================
+encoder_q    E_o, the ordinary (query) encoder, trained by backprop
+encoder_k    E_m, the momentum (key) encoder: EMA of encoder_q, no gradient
+head_q/k     projection heads of E_o / E_m → q / k, unit vectors (N, D)
+decoder      D, the one shared U-Net decoder (ordinary and hybrid outputs)
+gate         the TCA gate: code c → channel weights on the bottleneck
+E_h          the hybrid encoder: at every scale α·F_o + (1−α)·F_m, F_m without gradient (not a network)
+contrast     the queue (K keys), temperature T, and the NCE / InfoNCE estimator (:mod:`pcrl_lib.contrastive`)
+m            EMA momentum (0.999): θ_k ← m·θ_k + (1−m)·θ_q after every optimizer step
+α, λ, π      hybrid weight, mixup weight, mixup permutation; α, λ ~ Beta(1,1) = U(0,1), then max(·, 1−·)
+===========  ===================================================================================
+
+One step (:meth:`PCRL.forward`, spec §5) on a :class:`pcrl_lib.transforms.PCRLSample` with fields x1, x2
+(encoder inputs), T1, T2 (targets after their coded flip/rotation), c1, c2 (TCA codes), g1, g2 (clean crops):
+
+Pass A: k, F_m = E_m(x2); q, F_o = E_o(x1); ordinary D(gate(c1)·F_o) → T1; hybrid
+D(mix_α1(gate(c1)·F_o, gate(c2)·F_m)) → α1·T1 + (1−α1)·T2; contrastive (q, k).
+Pass B: λ, π mix x1, x2, g1, g2 and the pass-A keys k; k̃ = E_m(x̃2); q̃ = E_o(x̃1); ordinary → g̃1; hybrid
+(new α2, no TCA) → α2·g̃1 + (1−α2)·g̃2; contrastive (q̃, k̃) and (q̃, k̃_mix).
+Loss = mean of the contrastive terms + mean of the MSE terms. The queue receives k, k̃ and k̃_mix, each right
+after its contrastive call, as in the released code.
+
+Variants (:data:`METHODS`, spec §9), all ``forward(sample, generator) -> StepOutput``:
+
+==============  =====  ===  ======  =====  ==========================================================
+name            recon  TCA  hybrid  mixup  parts
+==============  =====  ===  ======  =====  ==========================================================
+pcrl            ✓      ✓    ✓       ✓      nce_a, nce_b, nce_b_mix, mse_a_ord, mse_a_hyb, mse_b_ord,
+                                           mse_b_hyb, p_pos
+pcrl_tca        ✓      ✓            ✓      nce_a, nce_b, nce_b_mix, mse_a_ord, mse_b_ord, p_pos
+pcrl_recon      ✓                   ✓      nce_a, nce_b, nce_b_mix, mse_a_ord, mse_b_ord, p_pos
+c2l                                 ✓      nce_a, nce_b, nce_b_mix, p_pos
+moco                                       nce_a, p_pos          (InfoNCE by default)
+==============  =====  ===  ======  =====  ==========================================================
+
+``models_genesis`` (:class:`ModelsGenesis`) has no contrastive part: a U-Net restores the clean crop from its
+distorted version (part ``mse_restore``).
+
+Without TCA (pcrl_recon) the pass-A target is x1 itself: T1 is x1 after a flip/rotation the decoder is not
+told about, so the untransformed view is the only learnable target and the ablation isolates the gate.
+The "nce_*" parts hold whichever estimator ``nce`` selects. Pass-B's mixed keys k̃_mix are the mix of the
+pass-A unit keys, re-normalised (the released code mixed the projections before normalising).
+
+Exports (:meth:`PCRL.export`, :func:`load_encoder`, :func:`load_unet`) are plain dicts
+{"spatial_dims", "method", "arch", "encoder", "decoder"} loadable with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .contrastive import ContrastiveMemory, concat_all_gather, distributed
+from .models import (ProjectionHead, TCAGate, arch_kwargs, bottleneck_channels, build_encoder, build_unet,
+                     tca_code_dim)
+from .transforms.mixup import draw_mix, mix
+
+METHODS: dict[str, dict[str, Any]] = {
+    "pcrl": {"recon": True, "tca": True, "hybrid": True, "mixup": True, "nce": "nce"},
+    "pcrl_tca": {"recon": True, "tca": True, "hybrid": False, "mixup": True, "nce": "nce"},
+    "pcrl_recon": {"recon": True, "tca": False, "hybrid": False, "mixup": True, "nce": "nce"},
+    "c2l": {"recon": False, "tca": False, "hybrid": False, "mixup": True, "nce": "nce"},
+    "moco": {"recon": False, "tca": False, "hybrid": False, "mixup": False, "nce": "infonce"},
+}
+METHOD_NAMES = (*METHODS, "models_genesis")
+EXPORT_KEYS = ("spatial_dims", "method", "arch", "encoder", "decoder")
+
+
+@dataclass
+class StepOutput:
+    """What one training step returns: ``loss`` (scalar with gradient) and its named, detached ``parts``."""
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def draw_alpha(generator: torch.Generator) -> float:
+    """The hybrid weight: α ~ Beta(1,1) = U(0,1), folded to max(α, 1−α) ∈ [0.5, 1]."""
+    u = torch.rand((), generator=generator, device=generator.device).item()
+    return max(u, 1.0 - u)
+
+
+def hybrid_mix(features_o: list[torch.Tensor], features_m: list[torch.Tensor], alpha: float) -> list[torch.Tensor]:
+    """E_h at every scale: α·F_o + (1−α)·F_m.
+
+    F_m arrives detached (E_m runs under ``no_grad``); when its bottleneck has been multiplied by gate(c2), the
+    gate still receives gradient through that product, as in the released code.
+    """
+    if len(features_o) != len(features_m):
+        raise ValueError(f"hybrid mix needs as many momentum levels as ordinary ones: {len(features_m)} vs "
+                         f"{len(features_o)}")
+    return [alpha * f_o + (1.0 - alpha) * f_m for f_o, f_m in zip(features_o, features_m)]
+
+
+def _check_fields(sample: Any, names: tuple[str, ...], method: str) -> None:
+    missing = [n for n in names if not isinstance(getattr(sample, n, None), torch.Tensor)]
+    if missing:
+        raise ValueError(f"method {method!r} needs tensor fields {list(names)} on the sample "
+                         f"(a pcrl_lib.transforms.PCRLSample); missing {missing}")
+    batch = getattr(sample, names[0]).shape[0]
+    wrong = {n: tuple(getattr(sample, n).shape) for n in names if getattr(sample, n).shape[0] != batch}
+    if wrong:
+        raise ValueError(f"sample fields disagree on the batch size {batch}: {wrong}")
+
+
+def _check_target(output: torch.Tensor, target: torch.Tensor, name: str) -> None:
+    if output.shape != target.shape:
+        raise ValueError(f"reconstruction target {name} has shape {tuple(target.shape)} but the decoder produces "
+                         f"{tuple(output.shape)}; check out_channels and the view size")
+
+
+def _mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # fp32 even under autocast: the MSE of small residuals underflows in half precision.
+    return F.mse_loss(output.float(), target.float())
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+class PCRL(nn.Module):
+    """PCRL and its contrastive ablations/baselines (the table in the module docstring).
+
+    Args:
+        spatial_dims: 2 (ResNet-18 U-Net, X-rays) or 3 (Models-Genesis U-Net, CT cubes).
+        method: one of ``METHODS`` ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco").
+        K: queue length. m: EMA momentum. T: temperature τ. feat_dim: D.
+        nce: "nce" | "infonce"; None → the method's default (NCE, InfoNCE for moco).
+        n_data: number of SAMPLES in the pretraining set (required by the NCE estimator).
+        queue_generator: draws the queue's initial values (global RNG when None).
+        **arch: U-Net arguments (:func:`pcrl_lib.models.build_unet`), e.g. width=32, norm="bn" in 3D.
+    """
+
+    def __init__(self, spatial_dims: int, method: str = "pcrl", *, K: int = 16384, m: float = 0.999,
+                 T: float = 0.2, feat_dim: int = 128, nce: str | None = None, n_data: int | None = None,
+                 queue_generator: torch.Generator | None = None, **arch: Any):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method={method!r} is not a contrastive method; choose one of {sorted(METHODS)} "
+                             "(models_genesis: use build_method)")
+        if not (isinstance(m, (int, float)) and 0.0 <= m <= 1.0):
+            raise ValueError(f"EMA momentum m must be in [0, 1] (paper: 0.999), got {m!r}")
+        flags = METHODS[method]
+        self.method, self.spatial_dims, self.m = method, spatial_dims, float(m)
+        self.recon, self.tca, self.hybrid, self.mixup = flags["recon"], flags["tca"], flags["hybrid"], flags["mixup"]
+        self.arch = {k: v for k, v in arch_kwargs(spatial_dims, **arch).items() if k != "weights"}
+        channels = bottleneck_channels(spatial_dims, self.arch.get("width", 32))
+
+        if self.recon:
+            unet = build_unet(spatial_dims, **arch)
+            self.encoder_q, self.decoder = unet.encoder, unet.decoder
+        else:
+            self.encoder_q, self.decoder = build_encoder(spatial_dims, **arch), None
+        self.head_q = ProjectionHead(channels, 128, feat_dim)
+        self.gate = TCAGate(tca_code_dim(spatial_dims), channels, spatial_dims) if self.tca else None
+        # E_m starts as an exact copy of E_o and never receives gradients.
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        self.head_k = copy.deepcopy(self.head_q)
+        for p in (*self.encoder_k.parameters(), *self.head_k.parameters()):
+            p.requires_grad_(False)
+        self.contrast = ContrastiveMemory(feat_dim, K, T, nce or flags["nce"], n_data, queue_generator)
+
+    # ----------------------------------------------------------------------------------------------- momentum
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """θ_k ← m·θ_k + (1−m)·θ_q for encoder_k/head_k; call after every optimizer step."""
+        pairs = [*zip(self.encoder_q.parameters(), self.encoder_k.parameters()),
+                 *zip(self.head_q.parameters(), self.head_k.parameters())]
+        for p_q, p_k in pairs:
+            p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
+
+    @torch.no_grad()
+    def _key_features(self, x: torch.Tensor, generator: torch.Generator,
+                      with_features: bool) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """E_m(x) → (k (N, D), F_m list or None), without gradient.
+
+        Under torch.distributed this is batch-shuffle BN: the global batch is permuted (rank 0's draw from
+        ``generator``), each rank encodes its slice, and the outputs are gathered and un-shuffled, so BN
+        statistics never see a query and its own key on the same device.
+        """
+        if not distributed():
+            features = self.encoder_k(x)
+            return self.head_k(features[-1]), features if with_features else None
+        world, rank = dist.get_world_size(), dist.get_rank()
+        x_all = concat_all_gather(x)
+        perm = torch.randperm(x_all.shape[0], generator=generator, device=generator.device).to(x.device)
+        dist.broadcast(perm, src=0)
+        features = self.encoder_k(x_all[perm].chunk(world)[rank])
+        inverse = torch.argsort(perm)
+
+        def unshuffle(t: torch.Tensor) -> torch.Tensor:
+            return concat_all_gather(t)[inverse].chunk(world)[rank]
+
+        k = unshuffle(self.head_k(features[-1]))
+        return k, [unshuffle(f) for f in features] if with_features else None
+
+    # ----------------------------------------------------------------------------------------------- decoding
+    def gated(self, features: list[torch.Tensor], code: torch.Tensor) -> list[torch.Tensor]:
+        """TCA: the bottleneck multiplied channel-wise by gate(code); skips unchanged."""
+        return [*features[:-1], features[-1] * self.gate(code).to(features[-1].dtype)]
+
+    def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """D(features) followed by the U-Net's final activation (sigmoid in 3D pretraining, none in 2D)."""
+        out = self.decoder(features)
+        return torch.sigmoid(out) if self.arch.get("final_activation") == "sigmoid" else out
+
+    # ----------------------------------------------------------------------------------------------- the step
+    def forward(self, sample: Any, generator: torch.Generator) -> StepOutput:
+        """One PCRL step on ``sample`` (fields above, (B, C, *S) tensors on one device) → StepOutput."""
+        fields = ("x1", "x2") + (("T1", "T2", "c1", "c2") if self.tca else ()) + \
+            (("g1", "g2") if self.recon and self.mixup else ())
+        _check_fields(sample, fields, self.method)
+        x1, x2 = sample.x1, sample.x2
+        if x1.shape != x2.shape:
+            raise ValueError(f"views x1 {tuple(x1.shape)} and x2 {tuple(x2.shape)} must have the same shape")
+        contrastive: dict[str, torch.Tensor] = {}
+        mse: dict[str, torch.Tensor] = {}
+
+        # Pass A (plain).
+        k, features_m = self._key_features(x2, generator, with_features=self.hybrid)
+        features_o = self.encoder_q(x1)
+        q = self.head_q(features_o[-1])
+        if self.recon:
+            (t1, t2), names = ((sample.T1, sample.T2), ("T1", "T2")) if self.tca else ((x1, x2), ("x1", "x2"))
+            dec_o = self.gated(features_o, sample.c1) if self.tca else features_o
+            out = self.decode(dec_o)
+            _check_target(out, t1, names[0])
+            mse["mse_a_ord"] = _mse(out, t1)
+            if self.hybrid:
+                alpha1 = draw_alpha(generator)
+                _check_target(out, t2, names[1])
+                dec_m = self.gated(features_m, sample.c2) if self.tca else features_m
+                out_hyb = self.decode(hybrid_mix(dec_o, dec_m, alpha1))
+                mse["mse_a_hyb"] = _mse(out_hyb, alpha1 * t1 + (1.0 - alpha1) * t2)
+        contrastive["nce_a"], p_pos = self.contrast(q, k)
+
+        # Pass B (cross-model mixup, no TCA).
+        if self.mixup:
+            lam, perm = draw_mix(x1.shape[0], generator)
+            k_tilde, features_m = self._key_features(mix(x2, lam, perm), generator, with_features=self.hybrid)
+            features_o = self.encoder_q(mix(x1, lam, perm))
+            q_tilde = self.head_q(features_o[-1])
+            if self.recon:
+                g1_tilde, g2_tilde = mix(sample.g1, lam, perm), mix(sample.g2, lam, perm)
+                out = self.decode(features_o)
+                _check_target(out, g1_tilde, "g1")
+                mse["mse_b_ord"] = _mse(out, g1_tilde)
+                if self.hybrid:
+                    alpha2 = draw_alpha(generator)
+                    out_hyb = self.decode(hybrid_mix(features_o, features_m, alpha2))
+                    mse["mse_b_hyb"] = _mse(out_hyb, alpha2 * g1_tilde + (1.0 - alpha2) * g2_tilde)
+            k_mix = F.normalize(mix(k, lam, perm), dim=1)
+            contrastive["nce_b"], _ = self.contrast(q_tilde, k_tilde)
+            contrastive["nce_b_mix"], _ = self.contrast(q_tilde, k_mix)
+
+        loss = torch.stack(list(contrastive.values())).mean()
+        if mse:
+            loss = loss + torch.stack(list(mse.values())).mean()
+        parts = {name: v.detach() for name, v in {**contrastive, **mse}.items()}
+        parts["p_pos"] = p_pos
+        return StepOutput(loss=loss, parts=parts)
+
+    # ----------------------------------------------------------------------------------------------- export
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """encoder_q's weights (CPU copies): what downstream tasks start from."""
+        return _cpu_state(self.encoder_q)
+
+    def export(self) -> dict[str, Any]:
+        """{"spatial_dims", "method", "arch", "encoder", "decoder" (None without reconstruction)}."""
+        return {"spatial_dims": self.spatial_dims, "method": self.method, "arch": dict(self.arch),
+                "encoder": self.encoder_state_dict(),
+                "decoder": _cpu_state(self.decoder) if self.decoder is not None else None}
+
+
+class ModelsGenesis(nn.Module):
+    """Models Genesis (spec §9): a U-Net restores the clean crop from its distorted version, MSE.
+
+    The sample is either a :class:`pcrl_lib.transforms.RestorationSample` (``x`` → ``target``, the Models
+    Genesis pipeline, input and target aligned) or a :class:`pcrl_lib.transforms.PCRLSample` (``x1`` → ``g1``).
+
+    Args:
+        spatial_dims: 2 or 3. **arch: U-Net arguments (:func:`pcrl_lib.models.build_unet`).
+    """
+
+    method = "models_genesis"
+
+    def __init__(self, spatial_dims: int, **arch: Any):
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.arch = {k: v for k, v in arch_kwargs(spatial_dims, **arch).items() if k != "weights"}
+        self.unet = build_unet(spatial_dims, **arch)
+
+    def momentum_update(self) -> None:
+        """No momentum encoder: nothing to update (kept so every method has the same interface)."""
+
+    def forward(self, sample: Any, generator: torch.Generator | None = None) -> StepOutput:
+        """Distorted (B, C, *S) → restored (B, out_channels, *S), MSE to the clean crop; ``generator`` unused."""
+        names = ("x", "target") if hasattr(sample, "target") else ("x1", "g1")
+        _check_fields(sample, names, self.method)
+        source, target = (getattr(sample, n) for n in names)
+        out = self.unet(source)
+        _check_target(out, target, names[1])
+        loss = _mse(out, target)
+        return StepOutput(loss=loss, parts={"mse_restore": loss.detach()})
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        return _cpu_state(self.unet.encoder)
+
+    def export(self) -> dict[str, Any]:
+        return {"spatial_dims": self.spatial_dims, "method": self.method, "arch": dict(self.arch),
+                "encoder": self.encoder_state_dict(), "decoder": _cpu_state(self.unet.decoder)}
+
+
+def build_method(name: str, spatial_dims: int, **cfg: Any) -> PCRL | ModelsGenesis:
+    """The pretraining method ``name`` (one of :data:`METHOD_NAMES`) for 2D or 3D.
+
+    ``cfg``: for contrastive methods K, m, T, feat_dim, nce, n_data, queue_generator; for every method the U-Net
+    arguments (3D: in_channels, out_channels, width, norm, final_activation; 2D: in_channels, out_channels,
+    weights). Unknown keys raise ValueError naming the valid ones.
+    """
+    if name not in METHOD_NAMES:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHOD_NAMES)}")
+    if name == "models_genesis":
+        return ModelsGenesis(spatial_dims, **cfg)
+    return PCRL(spatial_dims, name, **cfg)
+
+
+def build_method_from_config(pretrain_cfg: Any, spatial_dims: int, n_data: int, **extra: Any) -> PCRL | ModelsGenesis:
+    """:func:`build_method` from a :class:`pcrl_lib.config.PretrainConfig` (method, K, m, T, feat_dim, nce,
+    width_3d) and the pretraining set's sample count; ``extra`` adds or overrides arguments."""
+    if pretrain_cfg.method == "models_genesis":
+        cfg: dict[str, Any] = {}
+    else:
+        cfg = {"K": pretrain_cfg.K, "m": pretrain_cfg.m, "T": pretrain_cfg.T, "feat_dim": pretrain_cfg.feat_dim,
+               "nce": pretrain_cfg.nce, "n_data": n_data}
+    if spatial_dims == 3:
+        cfg["width"] = pretrain_cfg.width_3d
+    return build_method(pretrain_cfg.method, spatial_dims, **{**cfg, **extra})
+
+
+# --------------------------------------------------------------------------------------------------- loading
+def read_export(source: dict | str | os.PathLike) -> dict[str, Any]:
+    """An export dict, given as the dict or as a path to a ``torch.save``-d export; the keys are checked."""
+    where = "export dict"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained export {path} does not exist; pass the encoder.pt written by "
+                                    "pretraining (method.export())")
+        source, where = torch.load(path, map_location="cpu", weights_only=True), f"export file {path}"
+    if not isinstance(source, dict) or any(k not in source for k in EXPORT_KEYS):
+        keys = sorted(source) if isinstance(source, dict) else type(source).__name__
+        raise ValueError(f"{where} must be a dict with keys {list(EXPORT_KEYS)} (from method.export()); got {keys}")
+    return source
+
+
+def _check_compatible(export: dict, spatial_dims: int | None, arch: dict, keys: tuple[str, ...]) -> None:
+    """Raise ValueError naming both sides when the requested dimensionality or architecture differs."""
+    if spatial_dims is not None and spatial_dims != export["spatial_dims"]:
+        raise ValueError(f"the export is a {export['spatial_dims']}D {export['method']!r} model but a "
+                         f"{spatial_dims}D network was requested (spatial_dims={spatial_dims})")
+    full = arch_kwargs(export["spatial_dims"], **arch)
+    exported = arch_kwargs(export["spatial_dims"], **export["arch"])
+    different = {k: (exported[k], full[k]) for k in keys if k in arch and exported[k] != full[k]}
+    if different:
+        detail = ", ".join(f"{k}: export {a!r} vs requested {b!r}" for k, (a, b) in different.items())
+        raise ValueError(f"architecture mismatch with the {export['method']!r} export ({detail})")
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{what} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"wrong shapes {wrong[:5]}")
+    module.load_state_dict(state)
+
+
+_ENCODER_ARCH = ("in_channels", "width", "norm")
+
+
+def load_encoder(source: dict | str | os.PathLike, spatial_dims: int | None = None, **arch: Any) -> nn.Module:
+    """A pretrained encoder from an export (dict or path).
+
+    ``spatial_dims`` and encoder ``arch`` arguments (in_channels, width, norm) are optional checks: when given
+    and different from the export's, ValueError names both.
+    """
+    export = read_export(source)
+    _check_compatible(export, spatial_dims, arch, _ENCODER_ARCH)
+    encoder = build_encoder(export["spatial_dims"], **export["arch"])
+    _load_state(encoder, export["encoder"], f"the {export['method']!r} export's encoder")
+    return encoder
+
+
+def load_unet(source: dict | str | os.PathLike, spatial_dims: int | None = None, **arch: Any) -> nn.Module:
+    """A U-Net initialised from an export: the encoder always, the decoder when the export has one.
+
+    Decoder-only arguments may differ from the export's (e.g. ``out_channels=3, final_activation=None`` for
+    segmentation); the output head is then freshly initialised, every other decoder weight is loaded.
+    Encoder arguments must match (ValueError naming both otherwise).
+    """
+    export = read_export(source)
+    _check_compatible(export, spatial_dims, arch, _ENCODER_ARCH)
+    unet = build_unet(export["spatial_dims"], **{**export["arch"], **arch})
+    _load_state(unet.encoder, export["encoder"], f"the {export['method']!r} export's encoder")
+    if export["decoder"] is not None:
+        own = unet.decoder.state_dict()
+        state = {k: v for k, v in export["decoder"].items()
+                 if not (k.startswith("head.") and own.get(k) is not None and own[k].shape != v.shape)}
+        # The head is the only part allowed to differ (new class count); fill it from the fresh init.
+        state.update({k: v for k, v in own.items() if k.startswith("head.") and k not in state})
+        _load_state(unet.decoder, state, f"the {export['method']!r} export's decoder")
+    return unet

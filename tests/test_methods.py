@@ -1,0 +1,177 @@
+"""Method variants (PCRL_SPEC §9): their terms, momentum, exports and loading into encoders/U-Nets."""
+
+import pytest
+import torch
+
+from pcrl_lib.config import get_profile
+from pcrl_lib.models import build_encoder
+from pcrl_lib.pcrl import METHOD_NAMES, build_method, build_method_from_config, load_encoder, load_unet
+
+from test_pcrl import make_sample  # tests/ is on sys.path (pytest rootdir-less modules)
+
+CONTRASTIVE = {"nce_a", "nce_b", "nce_b_mix", "p_pos"}
+EXPECTED_PARTS = {
+    "pcrl": CONTRASTIVE | {"mse_a_ord", "mse_a_hyb", "mse_b_ord", "mse_b_hyb"},
+    "pcrl_tca": CONTRASTIVE | {"mse_a_ord", "mse_b_ord"},
+    "pcrl_recon": CONTRASTIVE | {"mse_a_ord", "mse_b_ord"},
+    "c2l": CONTRASTIVE,
+    "moco": {"nce_a", "p_pos"},
+    "models_genesis": {"mse_restore"},
+}
+ARCH_3D = {"width": 4}
+
+
+def build(name, dims, **kw):
+    torch.manual_seed(0)
+    objective = {} if name == "models_genesis" else {"K": 32, "n_data": 40}
+    arch = ARCH_3D if dims == 3 else {}
+    return build_method(name, dims, **objective, **arch, **kw)
+
+
+def sample_for(dims, batch=2):
+    return make_sample(batch=batch, size=(16, 16, 8) if dims == 3 else (32, 32))
+
+
+def test_every_name_is_covered():
+    assert set(METHOD_NAMES) == set(EXPECTED_PARTS)
+    with pytest.raises(ValueError, match="models_genesis"):
+        build_method("simclr", 3)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARTS))
+def test_3d_variant_parts_and_loss(name):
+    method = build(name, 3)
+    out = method(sample_for(3), torch.Generator().manual_seed(0))
+    assert set(out.parts) == EXPECTED_PARTS[name]
+    terms = [v for k, v in out.parts.items() if k != "p_pos"]
+    contrastive = [v for k, v in out.parts.items() if k.startswith("nce")]
+    mse = [v for k, v in out.parts.items() if k.startswith("mse")]
+    expected = sum(torch.stack(group).mean() for group in (contrastive, mse) if group)
+    assert torch.allclose(out.loss.detach(), expected) and all(torch.isfinite(t) for t in terms)
+    out.loss.backward()
+
+
+@pytest.mark.parametrize("name", ["pcrl", "models_genesis"])
+def test_2d_variant_runs(name):
+    method = build(name, 2)
+    out = method(sample_for(2), torch.Generator().manual_seed(0))
+    assert set(out.parts) == EXPECTED_PARTS[name] and torch.isfinite(out.loss)
+
+
+def test_without_tca_pass_a_reconstructs_the_input():
+    method = build("pcrl_recon", 3)
+    assert method.gate is None
+    sample = sample_for(3)
+    sample.T1 = sample.T2 = sample.c1 = sample.c2 = None  # not needed without TCA
+    out = method(sample, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fresh = build("pcrl_recon", 3)
+        expected = torch.nn.functional.mse_loss(fresh.decode(fresh.encoder_q(sample.x1)), sample.x1)
+    assert torch.allclose(out.parts["mse_a_ord"], expected, atol=1e-6)
+
+
+def test_moco_uses_infonce_and_nce_switch():
+    assert build("moco", 3).contrast.nce == "infonce"
+    assert build("c2l", 3).contrast.nce == "nce"
+    assert build("pcrl", 3, nce="infonce").contrast.nce == "infonce"
+    with pytest.raises(ValueError, match="SAMPLES"):
+        build_method("pcrl", 3, width=4, K=32)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARTS))
+def test_momentum_update_per_method(name):
+    method = build(name, 3, **({} if name == "models_genesis" else {"m": 0.5}))
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    with torch.no_grad():
+        for p in method.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    method.momentum_update()
+    changed_k = [k for k, v in method.state_dict().items()
+                 if "_k." in k and not torch.equal(v, before[k])]
+    if name == "models_genesis":
+        assert not any("_k." in k for k in before)
+    else:
+        assert changed_k and all(k.startswith(("encoder_k.", "head_k.")) for k in changed_k)
+
+
+# Every variant in 3D; in 2D one of each export shape (with decoder, without, U-Net-only) keeps the test fast.
+@pytest.mark.parametrize("name, dims", [(name, 3) for name in sorted(EXPECTED_PARTS)]
+                         + [("pcrl", 2), ("moco", 2), ("models_genesis", 2)])
+def test_export_loads_into_build_encoder(name, dims, tmp_path):
+    method = build(name, dims)
+    export = method.export()
+    assert set(export) == {"spatial_dims", "method", "arch", "encoder", "decoder"}
+    assert export["method"] == name and export["spatial_dims"] == dims
+    assert (export["decoder"] is None) == (name in ("c2l", "moco"))
+    encoder = build_encoder(export["spatial_dims"], **export["arch"])
+    encoder.load_state_dict(export["encoder"])
+    if dims == 3:  # the file round trip once per method (a 2D export is ~45 MB)
+        path = tmp_path / "encoder.pt"
+        torch.save(export, path)
+        loaded = load_encoder(path, spatial_dims=dims)
+    else:
+        loaded = load_encoder(export, spatial_dims=dims)
+    x = sample_for(dims, batch=1).x1
+    own = method.unet.encoder if name == "models_genesis" else method.encoder_q
+    own.eval()
+    loaded.eval()
+    assert torch.allclose(own(x)[-1], loaded(x)[-1])
+
+
+def test_load_encoder_mismatch_names_both_sides():
+    export = build("c2l", 3).export()
+    with pytest.raises(ValueError, match="3D 'c2l'.*spatial_dims=2"):
+        load_encoder(export, spatial_dims=2)
+    with pytest.raises(ValueError, match="width: export 4 vs requested 8"):
+        load_encoder(export, width=8)
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        load_encoder("nowhere.pt")
+    with pytest.raises(ValueError, match="keys"):
+        load_encoder({"encoder": export["encoder"]})
+
+
+def test_load_unet_transfers_decoder_and_replaces_a_different_head():
+    method = build("pcrl", 3)
+    export = method.export()
+    same = load_unet(export)
+    assert torch.equal(same.decoder.head.weight, method.decoder.head.weight)
+    seg = load_unet(export, out_channels=3, final_activation=None)
+    assert seg.decoder.head.weight.shape[0] == 3
+    assert torch.equal(seg.decoder.blocks[0].up.weight, method.decoder.blocks[0].up.weight)
+    assert torch.equal(seg.encoder.blocks[0][0][0].weight, method.encoder_q.blocks[0][0][0].weight)
+    with pytest.raises(ValueError, match="norm: export 'bn' vs requested 'gn'"):
+        load_unet(export, norm="gn")
+
+
+def test_build_from_profile_config():
+    cfg = get_profile("smoke").pretrain
+    method = build_method_from_config(cfg, 3, n_data=10)
+    assert method.contrast.queue.K == cfg.K and method.arch["width"] == cfg.width_3d
+    assert method.contrast.n_data == 10
+
+
+def test_wrong_size_inputs_are_explained():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build("moco", 2)(make_sample(size=(48, 48)), torch.Generator())
+    with pytest.raises(ValueError, match="multiples of 8"):
+        build("models_genesis", 3)(make_sample(size=(16, 16, 4)), torch.Generator())
+
+
+def test_models_genesis_takes_restoration_samples():
+    from pcrl_lib.transforms.genesis import RestorationSample
+
+    method = build("models_genesis", 3)
+    cube = make_sample().x1
+    perfect = RestorationSample(x=cube, target=method.unet(cube).detach())
+    assert method(perfect).parts["mse_restore"].item() == pytest.approx(0.0, abs=1e-10)
+    assert method(RestorationSample(x=cube, target=1 - cube)).loss > 0
+
+
+def test_one_step_on_real_3d_views():
+    from pcrl_lib.transforms import PCRLViews3D
+
+    gen = torch.Generator().manual_seed(0)
+    sample = PCRLViews3D()(torch.rand(2, 2, 1, 16, 16, 8, generator=gen), gen)
+    out = build("pcrl", 3)(sample, gen)
+    assert set(out.parts) == EXPECTED_PARTS["pcrl"] and torch.isfinite(out.loss)
