@@ -6,8 +6,9 @@ import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Two cores shared by the test process and the notebook kernels: keep torch from oversubscribing.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests use tiny tensors, where extra threads cost more in synchronisation than they gain; one thread also keeps
+# the test process from competing with the notebook kernels nbval starts.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

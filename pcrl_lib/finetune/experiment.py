@@ -1,0 +1,103 @@
+"""The few-label protocol end to end (PCRL_SPEC §10): fractions × seeds → fine-tune → TEST split → result rows.
+
+For every label fraction ``f`` and seed ``s``::
+
+    kept  = sample_fraction(train patients, f, s)        # nested over f for one s, patient level
+    seed_everything(s); model = make_model()             # the same initial head/decoder weights per seed
+    fit(model, task, task.train_dataset(kept), val)      # select on validation, early stopping, resume
+    task.evaluate(model, TEST split)                     # metrics + bootstrap intervals (seeded by s)
+
+Each run lives in ``output_dir/frac_<f>/seed_<s>/`` (checkpoints, best weights, history, ``results.json``);
+all rows go to ``output_dir/results.json``. A finished run is reused (only the test evaluation reruns), an
+interrupted one resumes; ``force=True`` retrains.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from ..config import FinetuneConfig
+from ..env import seed_everything
+from .fractions import patient_ids, sample_fraction
+from .loop import eval_context, fit
+from .records import ResultRow, save_rows
+
+
+def run_finetune(task: Any, make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset,
+                 test_set: Dataset, cfg: FinetuneConfig, output_dir: str | os.PathLike, *, method: str,
+                 train_patients: Sequence[Any] | None = None, label_fractions: Sequence[float] | None = None,
+                 seeds: Sequence[int] | None = None, device: str | torch.device = "auto", optimizer: str = "adamw",
+                 resume: bool = True, force: bool = False, progress: bool = True) -> list[ResultRow]:
+    """Fine-tune one initialisation over label fractions and seeds; evaluate each run on the test split.
+
+    Args:
+        task: a :class:`~pcrl_lib.finetune.classify.ClassificationTask` or
+            :class:`~pcrl_lib.finetune.segment.SegmentationTask`.
+        make_model: builds a fresh model (called after seeding, once per run), e.g.
+            ``lambda: build_classifier(2, 14, pretrained="runs/pcrl/encoder.pt")``.
+        train_set, val_set, test_set: disjoint patient-level splits (items as the task expects).
+        cfg: :class:`pcrl_lib.config.FinetuneConfig`; ``label_fractions``/``seeds`` default to its own.
+        output_dir: experiment folder (one sub-folder per run).
+        method: the initialisation's name in the rows ("pcrl", "moco", "scratch", "imagenet", ...).
+        train_patients: one patient id (or record) per training item; default: every item is its own patient
+            (right for one-case-per-patient sets such as LiTS and BraTS, wrong for multi-image patients).
+        device, optimizer, resume, force, progress: as in :func:`pcrl_lib.finetune.loop.fit`.
+
+    Returns:
+        The result rows of every run: each test metric (split "test") and the selected validation score
+        (split "val", metric ``task.main_metric``).
+    """
+    fractions = tuple(cfg.label_fractions if label_fractions is None else label_fractions)
+    seeds = tuple(cfg.seeds if seeds is None else seeds)
+    if not fractions or not seeds:
+        raise ValueError("label_fractions and seeds must each hold at least one value")
+    if len(test_set) == 0:
+        raise ValueError("the test split is empty: the protocol reports on a held-out test split")
+    patients = (np.array([str(i) for i in range(len(train_set))], dtype=object) if train_patients is None
+                else patient_ids(train_patients))
+    if len(patients) != len(train_set):
+        raise ValueError(f"train_patients has {len(patients)} entries for {len(train_set)} training items; "
+                         "pass one patient id per item")
+    out = Path(output_dir)
+    ctx = eval_context(task.spatial_dims, cfg, device)
+    rows: list[ResultRow] = []
+    for fraction in fractions:
+        for seed in seeds:
+            kept = sample_fraction(patients, fraction, seed)              # validates the fraction
+            run_dir = out / f"frac_{fraction:g}" / f"seed_{seed}"
+            seed_everything(int(seed))
+            model = make_model()
+            train_data = task.train_dataset(Subset(train_set, kept.tolist()), int(seed))
+            result = fit(model, task, train_data, val_set, cfg, run_dir, seed=int(seed), device=device,
+                         optimizer=optimizer, resume=resume, force=force, progress=progress)
+            metrics = task.evaluate(model, test_set, ctx, n_bootstrap=cfg.bootstrap,
+                                    rng=np.random.default_rng([int(seed), 0xE7A1]))
+            protocol = {
+                "label_fraction": fraction, "seed": int(seed), "optimizer": optimizer,
+                "task": task.describe(), "finetune": {k: (list(v) if isinstance(v, tuple) else v)
+                                                      for k, v in cfg.to_dict().items()},
+                "init": getattr(model, "init_report", None), "selection": f"best validation {task.main_metric}",
+                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early, "precision": result.precision,
+                "n_patients_train": int(len(set(patients[kept].tolist()))), "bootstrap": cfg.bootstrap,
+                "run_dir": str(run_dir),
+            }
+            common = {"task": task.name, "label_fraction": float(fraction), "method": method, "seed": int(seed),
+                      "wall_time_s": result.wall_time_s, "device": str(ctx.device), "n_train": int(len(kept)),
+                      "n_val": len(val_set), "n_test": len(test_set)}
+            run_rows = [ResultRow(split="test", metric=m.name, value=float(m.value), ci_low=float(m.ci_low),
+                                  ci_high=float(m.ci_high), protocol={**protocol, "detail": m.detail}, **common)
+                        for m in metrics]
+            run_rows.append(ResultRow(split="val", metric=task.main_metric, value=result.best_score,
+                                      ci_low=float("nan"), ci_high=float("nan"), protocol=protocol, **common))
+            save_rows(run_rows, run_dir / "results.json")
+            rows.extend(run_rows)
+    save_rows(rows, out / "results.json")
+    return rows
