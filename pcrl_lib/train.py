@@ -1,0 +1,710 @@
+"""Self-supervised pretraining loop: SGD + cosine decay, mixed precision, exact resume, DDP, encoder export.
+
+The loop is short and flat (nanoGPT style). One step (PCRL_SPEC §5, §8)::
+
+    raw    = next(loader)                       # a batch of raw items, moved to the device
+    sample = views(raw, gen_views)              # on-device augmentation with the trainer's generator
+    out    = method(sample, gen_method)         # StepOutput(loss, parts) under autocast
+    SGD step (through a GradScaler for fp16), then method.momentum_update()
+
+Legend: ``method`` — an ``nn.Module`` holding E_o, E_m, the decoder, heads and the queue (all parameters or
+buffers, so one ``state_dict`` captures them); ``views`` — ``callable(raw_batch, generator) -> sample``;
+``gen_views`` / ``gen_method`` — the trainer's own ``torch.Generator``s on the training device;
+epoch ``e`` — 0-based; ``step`` — optimizer steps done so far, over all epochs.
+
+What is written under ``output_dir``::
+
+    checkpoints/last.pt        latest state (every epoch, and every ``checkpoint_every_steps`` steps)
+    checkpoints/last.json      {"step", "epoch", "batch_in_epoch"} of last.pt, for humans and monitors
+    checkpoints/epoch_NNN.pt   every ``cfg.checkpoint_every`` epochs (NNN = epochs completed)
+    checkpoints/config.json    the run's configuration
+    history.json               one record per logged step: epoch, step, lr, loss, parts, samples_per_s
+    encoder.pt, encoder.json   ``method.export()`` and its sidecar; ``encoder.json`` with
+                               ``"finished": true`` marks a finished run that :func:`pretrain` reuses
+
+Exact resume: a checkpoint holds the method, optimizer, scheduler and scaler states, the step/epoch/batch
+position and every RNG (torch CPU/CUDA, NumPy, Python, the trainer's generators, per rank). The data
+order is a pure function of (seed, epoch) (:class:`EpochBatchSampler`), so resuming skips the batches
+already consumed and a run killed at any moment continues to bit-identical weights on CPU. With
+``num_workers > 0`` each worker is seeded with :func:`pcrl_lib.env.seed_worker` from a base seed drawn
+from a per-epoch generator; datasets whose ``__getitem__`` is deterministic (the kit's caches are) keep
+exact resume, random augmentation belongs in ``views``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .checkpoint import (atomic_save, atomic_write_json, capture_rng_state, load_checkpoint,
+                         remove_stale_temporaries, restore_rng_state)
+from .config import PretrainConfig, get_profile
+from .env import pick_device, seed_worker
+from .precision import make_precision
+
+CHECKPOINT_FORMAT = 1
+# PretrainConfig keys that cannot change the trained weights or the history: a finished run is reused
+# even when they differ (e.g. a notebook re-run with more data-loading workers).
+_NON_RESULT_KEYS = ("num_workers", "checkpoint_every")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or one of its parts became NaN/inf; training stopped before the optimizer step."""
+
+    def __init__(self, step: int, epoch: int, loss: float, parts: Mapping[str, float], checkpoint: Path | None):
+        self.step, self.epoch, self.loss, self.parts, self.checkpoint = step, epoch, loss, dict(parts), checkpoint
+        listed = ", ".join(f"{k}={v:.4g}" for k, v in self.parts.items())
+        kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else "; no checkpoint was written yet"
+        super().__init__(f"non-finite loss at step {step} (epoch {epoch}): loss={loss:.4g} [{listed}]{kept}. "
+                         "Lower the learning rate, use precision='fp32', or inspect the data of this step.")
+
+
+# ---------------------------------------------------------------------------------------- data order
+def derive_seed(seed: int, *salt: int) -> int:
+    """An independent 63-bit seed for the stream named by ``salt`` (e.g. ``(epoch,)`` or ``(rank, 1)``)."""
+    return int(np.random.SeedSequence([seed, *salt]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochBatchSampler(Sampler[list]):
+    """Batches of indices for one epoch: a permutation seeded by (seed, epoch), sharded over ranks.
+
+    ``steps`` batches of ``batch_size`` per rank; rank ``r`` takes every ``world_size``-th index of the
+    permutation (the DistributedSampler layout), incomplete batches are dropped (BatchNorm and the queue
+    want full batches). ``start_batch`` skips batches already consumed, for mid-epoch resume.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, epoch: int, *, start_batch: int = 0,
+                 max_steps: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_items, self.batch_size, self.seed, self.epoch = num_items, batch_size, seed, epoch
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.steps = steps_per_epoch(num_items, batch_size, world_size, max_steps)
+        if not 0 <= start_batch <= self.steps:
+            raise ValueError(f"start_batch={start_batch} outside 0..{self.steps}")
+        self.start_batch = start_batch
+
+    def indices(self) -> torch.Tensor:
+        """All of this rank's indices for the epoch, (steps, batch_size)."""
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            order = torch.randperm(self.num_items, generator=gen)
+        else:
+            order = torch.arange(self.num_items)
+        mine = order[self.rank::self.world_size][: self.steps * self.batch_size]
+        return mine.view(self.steps, self.batch_size)
+
+    def __iter__(self) -> Iterator[list]:
+        yield from self.indices()[self.start_batch:].tolist()
+
+    def __len__(self) -> int:
+        return self.steps - self.start_batch
+
+
+def steps_per_epoch(num_items: int, batch_size: int, world_size: int = 1, max_steps: int = 0) -> int:
+    """Full batches per rank in one epoch, capped by ``max_steps`` when it is > 0."""
+    steps = num_items // (batch_size * world_size)
+    return min(steps, max_steps) if max_steps > 0 else steps
+
+
+class CosineDecay:
+    """LR factor for ``LambdaLR`` stepped once per epoch: ``0.5 (1 + cos(π e / E))`` (PCRL_SPEC §8).
+
+    A small class (not a lambda) so the scheduler's ``state_dict`` stays plain data.
+    """
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def __call__(self, epoch: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
+
+
+class ImagesOnly(Dataset):
+    """Pretraining is label-free: items ``(image, labels)`` become ``image``; other items pass unchanged."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index]
+        return item[0] if isinstance(item, tuple) else item
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move a batch (tensor, dict, list/tuple of them, or an object with ``.to``) to ``device``."""
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+# ----------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | torch.device = "auto") -> tuple[DistContext, torch.device]:
+    """Join the process group that ``torchrun`` describes in ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``.
+
+    NCCL when the device is CUDA (one GPU per process: ``cuda:LOCAL_RANK``), gloo on CPU. Without
+    ``torchrun`` (``WORLD_SIZE`` unset or 1) returns a single-process context and ``pick_device(device)``.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext(), pick_device(device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistContext(rank, world_size, local_rank), dev
+
+
+# -------------------------------------------------------------------------------------------- history
+def plot_history(history: Sequence[Mapping] | str | os.PathLike, path: str | os.PathLike | None = None):
+    """Loss and its parts over steps (top, log scale when positive) and the learning rate (bottom).
+
+    ``history``: the list :class:`Trainer` records, or the path of a ``history.json``. Returns the
+    ``matplotlib.figure.Figure`` (not registered with pyplot, so a notebook shows it once); saved to
+    ``path`` when given.
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(history, (str, os.PathLike)):
+        history = json.loads(Path(history).read_text())
+    if not history:
+        raise ValueError("history is empty: nothing was trained (or logged) yet")
+    steps = [r["step"] for r in history]
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    ax_loss.plot(steps, [r["loss"] for r in history], color="black", lw=2, label="loss")
+    for name in history[-1]["parts"]:
+        ax_loss.plot(steps, [r["parts"].get(name, float("nan")) for r in history], lw=1, label=name)
+    values = [r["loss"] for r in history] + [v for r in history for v in r["parts"].values()]
+    if all(v > 0 for v in values if math.isfinite(v)):
+        ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend(fontsize=8, ncol=2)
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(steps, [r["lr"] for r in history], color="tab:gray")
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("lr")
+    ax_lr.grid(alpha=0.3)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+# -------------------------------------------------------------------------------------------- trainer
+def run_config(cfg: PretrainConfig, *, spatial_dims: int, seed: int, num_items: int, world_size: int = 1) -> dict:
+    """The JSON-able description of a run that decides whether a finished run can be reused."""
+    return json.loads(json.dumps({"method": cfg.method, "spatial_dims": spatial_dims, "seed": seed,
+                                  "num_items": num_items, "world_size": world_size, "pretrain": cfg.to_dict()}))
+
+
+def _config_differences(a: Mapping, b: Mapping) -> list[str]:
+    def flat(d: Mapping, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                out.update(flat(v, f"{prefix}{k}."))
+            elif not (prefix == "pretrain." and k in _NON_RESULT_KEYS):
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flat(a), flat(b)
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+class Trainer:
+    """Pretrains ``method`` on ``dataset`` (see the module doc for the step, files and resume).
+
+    Args:
+        method: ``nn.Module`` with ``forward(sample, generator) -> StepOutput(loss, parts)``,
+            ``momentum_update()`` and ``export() -> dict``.
+        dataset: a map-style ``Dataset`` of raw items; default collation stacks them into a batch.
+        views: ``callable(raw_batch_on_device, generator) -> sample``; ``None`` passes the raw batch on.
+        cfg: :class:`pcrl_lib.config.PretrainConfig` (epochs, lr, batch sizes, precision, ...).
+        output_dir: the run folder.
+        spatial_dims: 2 or 3 (picks ``batch_size_2d`` / ``batch_size_3d``).
+        seed: seeds data order and the trainer's generators.
+        device: ``"auto"`` / ``"cpu"`` / ``"cuda"`` ...; under ``torchrun``, ``cuda:LOCAL_RANK``.
+        checkpoint_every_steps: also write ``last.pt`` every this many steps (0 = only at epoch ends).
+        on_step: called on every rank after each step with the step record (progress hooks, live plots).
+        progress: show a tqdm bar on rank 0 (``TQDM_DISABLE=1`` also hides it).
+        find_unused_parameters: passed to ``DistributedDataParallel`` for methods with idle heads.
+    """
+
+    def __init__(self, method: nn.Module, dataset: Dataset, views: Callable | None, cfg: PretrainConfig,
+                 output_dir: str | os.PathLike, *, spatial_dims: int, seed: int = 0,
+                 device: str | torch.device = "auto", checkpoint_every_steps: int = 0,
+                 on_step: Callable[[dict], None] | None = None, progress: bool = True,
+                 find_unused_parameters: bool = False):
+        if not isinstance(method, nn.Module):
+            raise TypeError(f"method must be an nn.Module, got {type(method).__name__}")
+        for attr in ("momentum_update", "export"):
+            if not callable(getattr(method, attr, None)):
+                raise TypeError(f"method {type(method).__name__} has no {attr}() (needed by the trainer)")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if not isinstance(cfg, PretrainConfig):
+            raise TypeError(f"cfg must be a PretrainConfig, got {type(cfg).__name__}")
+        if cfg.epochs < 1:
+            raise ValueError(f"cfg.epochs must be >= 1, got {cfg.epochs}")
+        if checkpoint_every_steps < 0:
+            raise ValueError(f"checkpoint_every_steps must be >= 0, got {checkpoint_every_steps}")
+        if views is not None and not callable(views):
+            raise TypeError(f"views must be callable(raw_batch, generator) or None, got {type(views).__name__}")
+
+        self.dist, self.device = init_distributed(device)
+        self.cfg, self.spatial_dims, self.seed = cfg, spatial_dims, seed
+        self.dataset, self.views, self.on_step, self.progress = dataset, views, on_step, progress
+        self.output_dir = Path(output_dir)
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.batch_size = cfg.batch_size_2d if spatial_dims == 2 else cfg.batch_size_3d
+        self.num_items = len(dataset)
+        self.steps_per_epoch = steps_per_epoch(self.num_items, self.batch_size, self.dist.world_size,
+                                               cfg.max_steps_per_epoch)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"dataset has {self.num_items} items, fewer than one batch of {self.batch_size} "
+                             f"per rank x {self.dist.world_size} rank(s); lower batch_size_{spatial_dims}d "
+                             "or provide more data")
+        self.config = run_config(cfg, spatial_dims=spatial_dims, seed=seed, num_items=self.num_items,
+                                 world_size=self.dist.world_size)
+
+        self.method = method.to(self.device)
+        self.model: nn.Module = self.method
+        if self.dist.enabled:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
+        self.precision = make_precision(self.device, cfg.precision)
+        self.scaler = self.precision.grad_scaler()
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, CosineDecay(cfg.epochs))
+        # Separate streams so a change in how many numbers the views draw leaves the method's draws alone.
+        self.generators = {
+            "views": torch.Generator(device=self.device).manual_seed(derive_seed(seed, 1, self.dist.rank)),
+            "method": torch.Generator(device=self.device).manual_seed(derive_seed(seed, 2, self.dist.rank)),
+        }
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.step = 0
+        self.history: list[dict] = []
+
+    # -- paths
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    # -- checkpoints
+    def state_dict(self, rng: list[dict]) -> dict:
+        """The checkpoint dict (plain data + tensors). ``rng``: one :func:`capture_rng_state` per rank."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "precision": self.precision.name,
+            "device_type": self.device.type,
+            "config": self.config,
+            "rng": rng,
+            "history": self.history,
+        }
+
+    def _gather_rng(self) -> list[dict]:
+        state = capture_rng_state(self.generators)
+        if not self.dist.enabled:
+            return [state]
+        gathered: list = [None] * self.dist.world_size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
+    def save_checkpoint(self, epoch_copy: bool = False) -> Path:
+        """Write ``last.pt`` (+ ``epoch_NNN.pt``) on rank 0; every rank must call it (RNG states are gathered)."""
+        rng = self._gather_rng()
+        if self.dist.is_main:
+            state = self.state_dict(rng)
+            atomic_save(state, self.last_checkpoint)
+            atomic_write_json({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+                              self.checkpoint_dir / "last.json")
+            if epoch_copy:
+                atomic_save(state, self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt")
+        return self.last_checkpoint
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
+        """Restore everything :meth:`state_dict` saved; refuses a checkpoint of a different run config."""
+        path = Path(path) if path is not None else self.last_checkpoint
+        state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {path} has format {state.get('format')!r}, this kit writes "
+                             f"{CHECKPOINT_FORMAT}; retrain with force=True")
+        diff = _config_differences(state["config"], self.config)
+        if diff:
+            raise ValueError(f"checkpoint {path} was written by a run with another configuration "
+                             f"({'; '.join(diff)}); pass force=True to retrain or use another output_dir")
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.history = list(state["history"])
+        if state["device_type"] == self.device.type:
+            restore_rng_state(state["rng"][self.dist.rank], self.generators)
+        else:
+            # CPU and CUDA generators have different state formats: keep this run's freshly seeded ones.
+            restore_rng_state(state["rng"][self.dist.rank])
+            warnings.warn(f"checkpoint {path} was written on {state['device_type']}, resuming on "
+                          f"{self.device.type}: weights, optimizer and data order continue exactly, the random "
+                          "augmentation/mixing streams restart from the seed", stacklevel=2)
+
+    # -- export
+    def export_encoder(self, path: str | os.PathLike | None = None) -> Path:
+        """Write ``method.export()`` to ``path`` (default ``output_dir/encoder.pt``) + a ``.json`` sidecar."""
+        path = Path(path) if path is not None else self.output_dir / "encoder.pt"
+        if not self.dist.is_main:
+            return path
+        exported = self.method.export()
+        if not isinstance(exported, dict):
+            raise TypeError(f"{type(self.method).__name__}.export() returned {type(exported).__name__}, expected a dict")
+        atomic_save(exported, path)
+        last = self.history[-1] if self.history else None
+        atomic_write_json({
+            "method": self.cfg.method, "spatial_dims": self.spatial_dims, "config": self.config,
+            "steps": self.step, "epochs_completed": self.epoch, "precision": self.precision.name,
+            "final_loss": last["loss"] if last else None, "final_parts": last["parts"] if last else {},
+            "finished": self.finished, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }, path.with_suffix(".json"))
+        return path
+
+    def _write_history(self) -> None:
+        if self.dist.is_main:
+            atomic_write_json(self.history, self.output_dir / "history.json")
+
+    # -- the loop
+    def _loader(self) -> DataLoader:
+        sampler = EpochBatchSampler(self.num_items, self.batch_size, self.seed, self.epoch,
+                                    start_batch=self.batch_in_epoch, max_steps=self.cfg.max_steps_per_epoch,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        # The loader draws its workers' base seed from this generator, never from the global RNG.
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, 3, self.epoch, self.dist.rank))
+        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
+                          worker_init_fn=seed_worker, generator=gen, pin_memory=self.device.type == "cuda")
+
+    def _forward(self, raw: Any):
+        raw = to_device(raw, self.device)
+        sample = self.views(raw, self.generators["views"]) if self.views is not None else raw
+        with self.precision.autocast():
+            out = self.model(sample, self.generators["method"])
+        if not (hasattr(out, "loss") and hasattr(out, "parts")):
+            raise TypeError(f"{type(self.method).__name__}.forward must return StepOutput(loss, parts), "
+                            f"got {type(out).__name__}")
+        return out
+
+    def _scalars(self, out) -> tuple[float, dict[str, float]]:
+        names = list(out.parts)
+        values = torch.stack([out.loss.detach().float().reshape(())]
+                             + [out.parts[n].detach().float().reshape(()) for n in names])
+        if self.dist.enabled:
+            # Every rank must see the same numbers: the NaN check then stops all ranks together.
+            dist.all_reduce(values)
+            values = values / self.dist.world_size
+        loss, *parts = values.tolist()
+        return loss, dict(zip(names, parts))
+
+    def _train_step(self, raw: Any) -> tuple[float, dict[str, float]]:
+        out = self._forward(raw)
+        loss, parts = self._scalars(out)
+        if not (math.isfinite(loss) and all(math.isfinite(v) for v in parts.values())):
+            self._write_history()
+            kept = self.last_checkpoint if self.last_checkpoint.is_file() else None
+            raise NonFiniteLossError(self.step + 1, self.epoch, loss, parts, kept)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.momentum_update()
+        return loss, parts
+
+    def _progress_bar(self):
+        from tqdm.auto import tqdm
+
+        kwargs = {} if (self.progress and self.dist.is_main) else {"disable": True}
+        # `disable` is passed only to switch the bar off, so TQDM_DISABLE=1 in the environment still applies.
+        return tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, leave=False, dynamic_ncols=True,
+                    desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", **kwargs)
+
+    def _run_epoch(self) -> None:
+        self.method.train()
+        samples_per_step = self.batch_size * self.dist.world_size
+        log_every = max(1, self.cfg.log_every)
+        with self._progress_bar() as bar:
+            tick = time.perf_counter()
+            for raw in self._loader():
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss, parts = self._train_step(raw)
+                self.step += 1
+                self.batch_in_epoch += 1
+                now = time.perf_counter()
+                record = {"epoch": self.epoch, "step": self.step, "lr": lr, "loss": loss, "parts": parts,
+                          "samples_per_s": samples_per_step / max(now - tick, 1e-9)}
+                tick = now
+                end_of_epoch = self.batch_in_epoch == self.steps_per_epoch
+                if self.step % log_every == 0 or end_of_epoch:
+                    self.history.append(record)
+                bar.update(1)
+                bar.set_postfix({"loss": f"{loss:.4g}", **{k: f"{v:.3g}" for k, v in parts.items()}})
+                if self.on_step is not None:
+                    self.on_step(record)
+                if (self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0
+                        and not end_of_epoch):
+                    self.save_checkpoint()
+
+    def fit(self) -> list[dict]:
+        """Train from the current position to ``cfg.epochs``; then export the encoder. Returns the history."""
+        if self.dist.is_main:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.checkpoint_dir)
+            remove_stale_temporaries(self.output_dir)
+            atomic_write_json(self.config, self.checkpoint_dir / "config.json")
+        while not self.finished:
+            self._run_epoch()
+            self.scheduler.step()
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._write_history()
+            every = self.cfg.checkpoint_every
+            self.save_checkpoint(epoch_copy=every > 0 and (self.epoch % every == 0 or self.finished))
+        self.export_encoder()
+        if self.dist.enabled:
+            dist.barrier()
+        return self.history
+
+
+# ---------------------------------------------------------------------------------------- entry point
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` hands back. ``method`` holds the trained weights in both cases."""
+
+    output_dir: Path
+    encoder_path: Path
+    history: list[dict]
+    steps: int
+    final_parts: dict[str, float]
+    reused: bool
+    method: nn.Module = field(repr=False)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.history[-1]["loss"] if self.history else None
+
+
+_RUN_FILES = ("checkpoints", "history.json", "encoder.pt", "encoder.json")
+
+
+def _clear_run(output_dir: Path) -> None:
+    for name in _RUN_FILES:
+        target = output_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: PretrainConfig,
+             output_dir: str | os.PathLike, *, spatial_dims: int, seed: int = 0, device: str | torch.device = "auto",
+             resume: bool = True, force: bool = False, checkpoint_every_steps: int = 0,
+             on_step: Callable[[dict], None] | None = None, progress: bool = True) -> PretrainResult:
+    """Pretrain ``method``, reusing a finished run or resuming an unfinished one in ``output_dir``.
+
+    * a finished run (``encoder.json`` with ``finished: true``) with the same configuration is returned
+      without training; its last weights are loaded into ``method``;
+    * ``force=True`` deletes the run files (checkpoints, history, encoder) and trains from scratch;
+    * ``resume=True`` continues from ``checkpoints/last.pt`` when present; ``resume=False`` starts over;
+    * a finished or unfinished run with a *different* configuration is a ``ValueError`` listing the
+      differences (so nothing is overwritten by accident).
+
+    Other arguments are those of :class:`Trainer`.
+    """
+    out = Path(output_dir)
+    trainer = Trainer(method, dataset, views, cfg, out, spatial_dims=spatial_dims, seed=seed, device=device,
+                      checkpoint_every_steps=checkpoint_every_steps, on_step=on_step, progress=progress)
+    sidecar = out / "encoder.json"
+    if force:
+        if trainer.dist.is_main:
+            _clear_run(out)
+        if trainer.dist.enabled:
+            dist.barrier()
+    elif sidecar.is_file() and json.loads(sidecar.read_text()).get("finished"):
+        diff = _config_differences(json.loads(sidecar.read_text())["config"], trainer.config)
+        if diff:
+            raise ValueError(f"{out} holds a finished run with another configuration ({'; '.join(diff)}); "
+                             "pass force=True to retrain there or choose another output_dir")
+        trainer.load_checkpoint()
+        return PretrainResult(out, out / "encoder.pt", trainer.history, trainer.step,
+                              trainer.history[-1]["parts"] if trainer.history else {}, True, trainer.method)
+    if resume and trainer.last_checkpoint.is_file():
+        trainer.load_checkpoint()
+    history = trainer.fit()
+    return PretrainResult(out, out / "encoder.pt", history, trainer.step,
+                          history[-1]["parts"] if history else {}, False, trainer.method)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _parse_value(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pcrl_lib.train",
+        description="PCRL self-supervised pretraining (single process, or several through torchrun).")
+    parser.add_argument("--dim", type=int, choices=(2, 3), required=True, help="2 = chest X-ray, 3 = CT cubes")
+    parser.add_argument("--method", default=None, help="pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis "
+                        "(default: the profile's)")
+    parser.add_argument("--profile", default="quick", help="smoke | quick | paper")
+    parser.add_argument("--data", required=True, help="2D: a prepared image cache; 3D: a prepared crop-pair cache")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override a PretrainConfig key, e.g. -p epochs 10 -p cube_size '[64,64,32]'")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoint-every-steps", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="retrain even if OUTPUT_DIR holds a finished run")
+    parser.add_argument("--no-resume", action="store_true", help="start over instead of continuing last.pt")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PretrainConfig:
+    """The profile's ``PretrainConfig`` with ``--method`` and every ``-p KEY VALUE`` applied."""
+    cfg = get_profile(args.profile).pretrain
+    overrides = {key: _parse_value(value) for key, value in args.p}
+    if args.method is not None:
+        overrides["method"] = args.method
+    return cfg.override(**overrides) if overrides else cfg
+
+
+class GenesisViews:
+    """Models Genesis input for the CLI (PCRL_SPEC §9): the first crop of each 3D pair ``(B, 2, 1, X, Y, Z)``,
+    or the gray images ``(B, 1, S, S)`` repeated to 3 channels, distorted by ``GenesisRestoration``."""
+
+    def __init__(self, spatial_dims: int):
+        from .transforms import GenesisRestoration
+
+        self.spatial_dims = spatial_dims
+        self.restoration = GenesisRestoration(spatial_dims)
+
+    def __call__(self, raw: torch.Tensor, generator: torch.Generator):
+        x = raw[:, 0] if self.spatial_dims == 3 else raw.expand(-1, 3, -1, -1)
+        return self.restoration(x, generator)
+
+
+def build_run(args: argparse.Namespace, cfg: PretrainConfig) -> tuple[nn.Module, Dataset, Callable]:
+    """The method, dataset and views the CLI trains: ``args.data`` is an image cache (2D,
+    ``prepare_image_cache``) or a crop-pair cache (3D, ``prepare_pretraining_cubes``)."""
+    data = Path(args.data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"--data {data} is not a folder; prepare a cache first "
+                                "(2D: prepare_image_cache, 3D: prepare_pretraining_cubes)")
+    from .data.cache import ImageCacheDataset, PairDataset
+    from .pcrl import build_method_from_config
+    from .transforms import PCRLViews2D, PCRLViews3D
+
+    if args.dim == 2:
+        dataset: Dataset = ImagesOnly(ImageCacheDataset(data))
+        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets)
+    else:
+        dataset = PairDataset(data)
+        if tuple(dataset.cube) != tuple(cfg.cube_size):
+            raise ValueError(f"--data {data} holds {tuple(dataset.cube)} cubes but cube_size is "
+                             f"{tuple(cfg.cube_size)}; pass -p cube_size '{list(dataset.cube)}' or prepare "
+                             "the cache with the profile's cube size")
+        views = PCRLViews3D(align_targets=cfg.align_targets)
+    if cfg.method == "models_genesis":
+        views = GenesisViews(args.dim)
+    method = build_method_from_config(cfg, args.dim, n_data=len(dataset))
+    return method, dataset, views
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        method, dataset, views = build_run(args, cfg)
+        result = pretrain(method, dataset, views, cfg, args.output_dir, spatial_dims=args.dim, seed=args.seed,
+                          device=args.device, resume=not args.no_resume, force=args.force,
+                          checkpoint_every_steps=args.checkpoint_every_steps, progress=not args.no_progress)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        state = "reused" if result.reused else "trained"
+        print(f"{state}: {result.steps} steps, final loss {result.final_loss}; encoder -> {result.encoder_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
