@@ -659,6 +659,30 @@ class GenesisViews:
         return self.restoration(x, generator)
 
 
+def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[nn.Module, Dataset, Callable]:
+    """The method, label-free dataset and views for ``cfg.method`` on a prepared cache.
+
+    ``dataset`` is an :class:`~pcrl_lib.data.cache.ImageCacheDataset` (2D) or a
+    :class:`~pcrl_lib.data.cache.PairDataset` of ``cfg.cube_size`` crop pairs (3D).
+    """
+    from .pcrl import build_method_from_config
+    from .transforms import PCRLViews2D, PCRLViews3D
+
+    if spatial_dims == 2:
+        dataset = ImagesOnly(dataset)
+        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets)
+    else:
+        cube = tuple(getattr(dataset, "cube", cfg.cube_size))
+        if cube != tuple(cfg.cube_size):
+            raise ValueError(f"the crop-pair cache holds {cube} cubes but cube_size is {tuple(cfg.cube_size)}; "
+                             f"pass -p cube_size '{list(cube)}' or prepare the cache with the profile's cube size")
+        views = PCRLViews3D(align_targets=cfg.align_targets)
+    if cfg.method == "models_genesis":
+        views = GenesisViews(spatial_dims)
+    method = build_method_from_config(cfg, spatial_dims, n_data=len(dataset))
+    return method, dataset, views
+
+
 def build_run(args: argparse.Namespace, cfg: PretrainConfig) -> tuple[nn.Module, Dataset, Callable]:
     """The method, dataset and views the CLI trains: ``args.data`` is an image cache (2D,
     ``prepare_image_cache``) or a crop-pair cache (3D, ``prepare_pretraining_cubes``)."""
@@ -667,23 +691,9 @@ def build_run(args: argparse.Namespace, cfg: PretrainConfig) -> tuple[nn.Module,
         raise FileNotFoundError(f"--data {data} is not a folder; prepare a cache first "
                                 "(2D: prepare_image_cache, 3D: prepare_pretraining_cubes)")
     from .data.cache import ImageCacheDataset, PairDataset
-    from .pcrl import build_method_from_config
-    from .transforms import PCRLViews2D, PCRLViews3D
 
-    if args.dim == 2:
-        dataset: Dataset = ImagesOnly(ImageCacheDataset(data))
-        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets)
-    else:
-        dataset = PairDataset(data)
-        if tuple(dataset.cube) != tuple(cfg.cube_size):
-            raise ValueError(f"--data {data} holds {tuple(dataset.cube)} cubes but cube_size is "
-                             f"{tuple(cfg.cube_size)}; pass -p cube_size '{list(dataset.cube)}' or prepare "
-                             "the cache with the profile's cube size")
-        views = PCRLViews3D(align_targets=cfg.align_targets)
-    if cfg.method == "models_genesis":
-        views = GenesisViews(args.dim)
-    method = build_method_from_config(cfg, args.dim, n_data=len(dataset))
-    return method, dataset, views
+    dataset = ImageCacheDataset(data) if args.dim == 2 else PairDataset(data)
+    return assemble(cfg, args.dim, dataset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,204 @@
+"""Photometric transforms of the 2D view pipeline (PCRL_SPEC §7), batched with per-sample factors:
+random grayscale, colour jitter (brightness, contrast, saturation, hue in a random order per sample,
+as torchvision's ``ColorJitter``) and ImageNet normalisation. Inputs are ``(B, 3, H, W)`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .base import (Params, RandomTransform, active_index, apply_to_index, check_batch, check_generator,
+                   check_params, check_probability, check_shape, rand, uniform)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
+LUMA = (0.2989, 0.587, 0.114)
+
+
+def _check_rgb(x: torch.Tensor, name: str = "x") -> None:
+    check_batch(x, 2, name)
+    if x.shape[1] != 3:
+        raise ValueError(f"{name} must have 3 channels (RGB), got {x.shape[1]}; repeat a gray channel with "
+                         f"x.expand(-1, 3, -1, -1)")
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """``(x - mean) / std`` per channel; ``x`` ``(B, C, H, W)`` with C = len(mean)."""
+    check_batch(x, 2)
+    if x.shape[1] != len(mean) or len(mean) != len(std):
+        raise ValueError(f"x has {x.shape[1]} channels but mean/std have {len(mean)}/{len(std)} entries")
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Inverse of :func:`normalize` (for display)."""
+    check_batch(x, 2)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x * s + m
+
+
+def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` → ``(B, 1, H, W)`` luma."""
+    return LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``clamp(f · a + (1 − f) · b, 0, 1)`` with ``factor`` (N,) per sample."""
+    f = factor.view(-1, 1, 1, 1).to(a.dtype)
+    return (f * a + (1 - f) * b).clamp_(0.0, 1.0)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, torch.zeros_like(x), factor)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    mean = rgb_to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(x, mean, factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, rgb_to_grayscale(x), factor)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB in [0, 1] → HSV with hue in [0, 1)."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    chroma = maxc - minc
+    gray = chroma == 0                       # hue undefined: any value, saturation 0
+    s = chroma / torch.where(gray, torch.ones_like(maxc), maxc)
+    c = torch.where(gray, torch.ones_like(chroma), chroma)
+    rc, gc, bc = (maxc - r) / c, (maxc - g) / c, (maxc - b) / c
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(gray, torch.zeros_like(h), h)
+    return torch.stack([torch.remainder(h / 6.0, 1.0), s, maxc], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_hsv`.
+
+    Closed form per channel n = 5, 3, 1 (R, G, B): ``v − v·s·clamp(min(k, 4 − k), 0, 1)`` with
+    ``k = (n + 6h) mod 6`` — the sector table of the textbook algorithm without a gather.
+    """
+    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h, 6.0)
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``factor`` (N,) turns, in [-0.5, 0.5]."""
+    hsv = rgb_to_hsv(x)
+    h = torch.remainder(hsv[:, 0] + factor.view(-1, 1, 1).to(x.dtype), 1.0)
+    return hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], 1))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrayscaleParams(Params):
+    """``index`` ``(A,)``: samples turned gray (luma copied to all three channels)."""
+
+    batch_size: int
+    index: torch.Tensor
+
+
+class RandomGrayscale(RandomTransform):
+    """Turn a sample gray (3 equal channels) with probability ``p`` (released: 0.2)."""
+
+    def __init__(self, p: float = 0.2):
+        super().__init__(2)
+        self.p = check_probability(p, "p")
+
+    def draw(self, shape, generator) -> GrayscaleParams:
+        B = check_shape(shape, 2)[0]
+        check_generator(generator)
+        return GrayscaleParams(batch_size=B, index=active_index(B, self.p, generator))
+
+    def apply(self, x, params: GrayscaleParams) -> torch.Tensor:
+        _check_rgb(x)
+        check_params(params, GrayscaleParams, x.shape[0])
+        params = params.to(x.device)
+        return apply_to_index(x, params.index, lambda xs: rgb_to_grayscale(xs).expand(-1, 3, -1, -1))
+
+
+@dataclass(frozen=True)
+class JitterParams(Params):
+    """Fields: ``index`` ``(A,)`` jittered samples; ``factors`` ``(A, 4)`` = brightness, contrast,
+    saturation (multiplicative) and hue (turns); ``order`` ``(A, 4)`` long, a permutation of
+    0..3 per sample: ``order[a, t]`` is the operation applied at step t."""
+
+    batch_size: int
+    index: torch.Tensor
+    factors: torch.Tensor
+    order: torch.Tensor
+
+
+_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+class ColorJitter(RandomTransform):
+    """torchvision-style ``ColorJitter(brightness, contrast, saturation, hue)`` with per-sample factors.
+
+    Brightness/contrast/saturation factors are U[max(0, 1 − j), 1 + j], the hue shift U[−h, h]; the four
+    operations run in a random order per sample. A zero strength leaves that operation out (factor
+    1 or shift 0). Released PCRL 2D: ``ColorJitter(0.4, 0.4, 0.4, 0.4)`` applied always (``p = 1``).
+    """
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+                 hue: float = 0.4, p: float = 1.0):
+        super().__init__(2)
+        for name, value, high in (("brightness", brightness, float("inf")), ("contrast", contrast, float("inf")),
+                                  ("saturation", saturation, float("inf")), ("hue", hue, 0.5)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
+                raise ValueError(f"{name} must be a number in [0, {high}], got {value!r}")
+        self.strengths = (float(brightness), float(contrast), float(saturation), float(hue))
+        self.p = check_probability(p, "p")
+
+    def draw(self, shape, generator) -> JitterParams:
+        B = check_shape(shape, 2)[0]
+        check_generator(generator)
+        index = active_index(B, self.p, generator)
+        A = index.numel()
+        b, c, s, h = self.strengths
+        factors = torch.stack([uniform(max(0.0, 1 - b), 1 + b, (A,), generator),
+                               uniform(max(0.0, 1 - c), 1 + c, (A,), generator),
+                               uniform(max(0.0, 1 - s), 1 + s, (A,), generator),
+                               uniform(-h, h, (A,), generator)], 1)
+        order = rand((A, 4), generator).argsort(1)
+        return JitterParams(batch_size=B, index=index, factors=factors, order=order)
+
+    def apply(self, x, params: JitterParams) -> torch.Tensor:
+        _check_rgb(x)
+        check_params(params, JitterParams, x.shape[0])
+        params = params.to(x.device)
+        neutral = (1.0, 1.0, 1.0, 0.0)
+
+        def jitter(xs):
+            xs = xs.clone()   # one working copy, updated in place (selections within a step are disjoint)
+            for step in range(4):
+                for op, fn in enumerate(_OPS):
+                    if self.strengths[op] == 0.0:
+                        continue
+                    # Vectorised over the samples that run operation `op` at this step.
+                    sel = torch.nonzero(params.order[:, step] == op).flatten()
+                    if sel.numel() == 0:
+                        continue
+                    factor = params.factors.index_select(0, sel)[:, op]
+                    if bool((factor == neutral[op]).all()):
+                        continue
+                    xs.index_copy_(0, sel, fn(xs.index_select(0, sel), factor))
+            return xs
+
+        return apply_to_index(x, params.index, jitter)

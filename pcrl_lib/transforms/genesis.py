@@ -1,0 +1,283 @@
+"""Models Genesis distortions (Zhou et al., 2019), batched: non-linear (Bézier) intensity transform,
+in-/out-painting, and the restoration sample used by the ``models_genesis`` baseline (PCRL_SPEC §7, §9).
+
+Local pixel shuffling lives in :mod:`.shuffle`. All transforms take intensities in [0, 1] and keep
+them there; they work on 2D ``(B, C, H, W)`` and 3D ``(B, C, X, Y, Z)`` batches alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .base import (Params, RandomTransform, active_index, apply_to_index, check_batch, check_generator,
+                   check_params, check_positive_int, check_probability, check_shape, check_spatial_dims,
+                   rand, randint)
+from .shuffle import LocalPixelShuffle
+from .spatial import FlipParams, flip_rotate
+
+# ----------------------------------------------------------------------------------------------
+# Non-linear intensity transform.
+
+
+@dataclass(frozen=True)
+class NonlinearParams(Params):
+    """``index`` ``(A,)`` samples transformed; ``control`` ``(A, 2, 2)``: the inner control points
+    P1 = ``control[:, 0]``, P2 = ``control[:, 1]`` as (x, y) in [0, 1]² (P0 = (0, 0), P3 = (1, 1));
+    ``invert`` ``(A,)`` bool: the curve is mirrored so that 0 maps to 1 and 1 to 0."""
+
+    batch_size: int
+    index: torch.Tensor
+    control: torch.Tensor
+    invert: torch.Tensor
+
+
+def bezier_lookup(control: torch.Tensor, invert: torch.Tensor, n_points: int):
+    """Sampled intensity curves: ``(xs, ys)`` each ``(A, n_points)`` float64, ``xs`` ascending.
+
+    The cubic Bézier curve through (0,0), P1, P2, (1,1) has monotone x(t) and y(t) for control points
+    in the unit square, so pairing both sorted gives a monotone map; ``invert`` pairs ascending x with
+    descending y (Models Genesis' "flip" half).
+    """
+    t = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64, device=control.device).view(1, -1)
+    b1, b2, b3 = 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3             # Bernstein weights of P1, P2, P3
+    c = control.to(torch.float64)
+    xs = b1 * c[:, 0, 0:1] + b2 * c[:, 1, 0:1] + b3
+    ys = b1 * c[:, 0, 1:2] + b2 * c[:, 1, 1:2] + b3
+    # Sorting is a no-op in exact arithmetic; it guards searchsorted against rounding wiggles.
+    xs, ys = xs.sort(1).values, ys.sort(1).values
+    ys = torch.where(invert.view(-1, 1), ys.flip(1), ys)
+    return xs, ys
+
+
+def batched_interp(v: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``numpy.interp``: ``v`` ``(A, M)`` through curves ``xs``/``ys`` ``(A, N)`` (xs ascending).
+
+    Values outside ``[xs[0], xs[-1]]`` take the end values, as ``numpy.interp`` does.
+    """
+    N = xs.shape[1]
+    idx = torch.searchsorted(xs, v.contiguous(), right=True).clamp_(1, N - 1)
+    x0, x1 = xs.gather(1, idx - 1), xs.gather(1, idx)
+    y0, y1 = ys.gather(1, idx - 1), ys.gather(1, idx)
+    dx = x1 - x0
+    w = torch.where(dx > 0, (v - x0) / torch.where(dx > 0, dx, torch.ones_like(dx)), torch.zeros_like(dx))
+    return y0 + w.clamp_(0.0, 1.0) * (y1 - y0)
+
+
+class NonlinearIntensity(RandomTransform):
+    """Models Genesis' non-linear intensity transform: a random monotone Bézier curve per sample.
+
+    Args:
+        spatial_dims: 2 or 3 (the transform is pointwise; this only validates the layout).
+        p: probability a sample is transformed (Models Genesis config: 0.9; off in PCRL's 3D pipeline).
+        invert_p: probability the curve is inverted (released: 0.5).
+        n_points: curve samples for the lookup (released: 100,000; 1,000 is already exact to ~1e-6).
+    """
+
+    def __init__(self, spatial_dims: int, p: float = 0.9, invert_p: float = 0.5, n_points: int = 1000):
+        super().__init__(spatial_dims)
+        self.p = check_probability(p, "p")
+        self.invert_p = check_probability(invert_p, "invert_p")
+        self.n_points = check_positive_int(n_points, "n_points", minimum=2)
+
+    def draw(self, shape, generator) -> NonlinearParams:
+        B = check_shape(shape, self.spatial_dims)[0]
+        check_generator(generator)
+        index = active_index(B, self.p, generator)
+        A = index.numel()
+        return NonlinearParams(batch_size=B, index=index, control=rand((A, 2, 2), generator),
+                               invert=rand((A,), generator) < self.invert_p)
+
+    def apply(self, x, params: NonlinearParams) -> torch.Tensor:
+        check_batch(x, self.spatial_dims)
+        check_params(params, NonlinearParams, x.shape[0])
+        params = params.to(x.device)
+        xs, ys = bezier_lookup(params.control, params.invert, self.n_points)
+
+        def curve(sub):
+            flat = sub.reshape(sub.shape[0], -1).to(torch.float64)
+            return batched_interp(flat, xs, ys).view(sub.shape)
+
+        return apply_to_index(x, params.index, curve)
+
+
+# ----------------------------------------------------------------------------------------------
+# In-painting and out-painting.
+
+NONE, INPAINT, OUTPAINT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class PaintingParams(Params):
+    """Drawn boxes of :class:`Painting`.
+
+    Fields:
+        batch_size: B.
+        index: ``(A,)`` long — painted samples.
+        outpaint: ``(A,)`` bool — True: keep the boxes (windows) and fill the rest with noise;
+            False: fill the boxes with noise.
+        corners, sizes: ``(A, K, sd)`` long — K candidate boxes per sample (first voxel, extent).
+        count: ``(A,)`` long — only the first ``count`` boxes are used.
+        noise: ``(A, 1, *spatial)`` U[0, 1) fill, shared by all channels.
+    """
+
+    batch_size: int
+    index: torch.Tensor
+    outpaint: torch.Tensor
+    corners: torch.Tensor
+    sizes: torch.Tensor
+    count: torch.Tensor
+    noise: torch.Tensor
+
+
+def box_mask(corners: torch.Tensor, sizes: torch.Tensor, count: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
+    """``(A, *spatial)`` bool: union of the first ``count`` boxes ``(A, K, sd)`` of each sample."""
+    A, K, sd = corners.shape
+    # Unused boxes are dropped on the smallest factor, before the per-axis masks broadcast to full size.
+    inside = (torch.arange(K, device=corners.device).view(1, K) < count.view(A, 1)).view((A, K) + (1,) * sd)
+    for d, n in enumerate(spatial):
+        coord = torch.arange(n, device=corners.device)
+        axis = (coord >= corners[..., d:d + 1]) & (coord < corners[..., d:d + 1] + sizes[..., d:d + 1])
+        shape = [A, K] + [1] * sd
+        shape[2 + d] = n
+        inside = inside & axis.view(shape)
+    return inside.any(1)
+
+
+class Painting(RandomTransform):
+    """Models Genesis in-painting / out-painting, with probability ``p`` per sample.
+
+    A painted sample is in-painted with probability ``inpaint_p``, else out-painted:
+
+    * in-painting: up to ``max_boxes`` boxes, each side in ``[n//6, n//3]``, filled with U[0, 1) noise;
+      a box is added while a Bernoulli(``continue_p``) draw succeeds (released: 5 boxes, 0.95);
+    * out-painting: everything becomes noise except 1 to ``max_boxes`` windows, each side
+      ``n - U{3n//7..4n//7}``, which keep the original voxels.
+
+    Boxes stay ``margin`` voxels from the border (released: 3), reduced on axes too short for it.
+    PCRL's 3D pipeline: ``p = 0.9``, ``inpaint_p = 0.2`` (so out-painting with 0.8), and one decision
+    per crop pair (pass the same ``mode`` to :meth:`draw` for both views).
+    """
+
+    def __init__(self, spatial_dims: int, p: float = 0.9, inpaint_p: float = 0.2, max_boxes: int = 5,
+                 continue_p: float = 0.95, margin: int = 3):
+        super().__init__(spatial_dims)
+        self.p = check_probability(p, "p")
+        self.inpaint_p = check_probability(inpaint_p, "inpaint_p")
+        self.max_boxes = check_positive_int(max_boxes, "max_boxes")
+        self.continue_p = check_probability(continue_p, "continue_p")
+        self.margin = check_positive_int(margin, "margin", minimum=0)
+
+    def draw_mode(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """``(B,)`` long per sample: 0 untouched, 1 in-painting, 2 out-painting."""
+        u = rand((batch_size, 2), generator)
+        return torch.where(u[:, 0] < self.p, torch.where(u[:, 1] < self.inpaint_p, INPAINT, OUTPAINT), NONE)
+
+    def draw(self, shape, generator, mode: torch.Tensor | None = None) -> PaintingParams:
+        B, _, *spatial = check_shape(shape, self.spatial_dims)
+        check_generator(generator)
+        dev = generator.device
+        if mode is None:
+            mode = self.draw_mode(B, generator)
+        elif not isinstance(mode, torch.Tensor) or mode.shape != (B,) or \
+                bool(((mode < NONE) | (mode > OUTPAINT)).any()):
+            raise ValueError(f"mode must be a (B,) = ({B},) long tensor of 0 (none), 1 (in) or 2 (out), got {mode!r}")
+        mode = mode.to(dev)
+        index = torch.nonzero(mode != NONE).flatten()
+        outpaint = mode.index_select(0, index) == OUTPAINT
+        A, K, sd = index.numel(), self.max_boxes, self.spatial_dims
+        n = torch.tensor(spatial, dtype=torch.long, device=dev).expand(A, K, sd)
+
+        # Box counts: in-painting adds boxes while draws succeed (0..K); out-painting always keeps
+        # one window and adds more the same way (1..K).
+        go = (rand((A, K), generator) < self.continue_p).long()
+        count = torch.where(outpaint, 1 + go[:, :K - 1].cumprod(1).sum(1), go.cumprod(1).sum(1))
+
+        size_in = randint(n // 6, n // 3, generator).clamp_min(1)
+        size_out = n - randint(3 * n // 7, 4 * n // 7, generator)
+        sizes = torch.where(outpaint.view(A, 1, 1), size_out, size_in)
+        margin = torch.minimum(torch.full_like(n, self.margin), (n - sizes) // 2)
+        corners = randint(margin, n - sizes - margin, generator)
+        noise = rand((A, 1, *spatial), generator)
+        return PaintingParams(batch_size=B, index=index, outpaint=outpaint, corners=corners, sizes=sizes,
+                              count=count, noise=noise)
+
+    def apply(self, x, params: PaintingParams) -> torch.Tensor:
+        check_batch(x, self.spatial_dims)
+        check_params(params, PaintingParams, x.shape[0])
+        params = params.to(x.device)
+        spatial = x.shape[2:]
+
+        def paint(sub):
+            boxes = box_mask(params.corners, params.sizes, params.count, spatial)
+            noisy = boxes ^ params.outpaint.view(-1, *([1] * len(spatial)))     # in: boxes; out: outside them
+            return torch.where(noisy.unsqueeze(1), params.noise.to(sub.dtype), sub)
+
+        return apply_to_index(x, params.index, paint)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models Genesis restoration sample (the `models_genesis` baseline).
+
+
+@dataclass
+class RestorationSample:
+    """A Models Genesis training pair.
+
+    Fields:
+        x: ``(B, C, *spatial)`` distorted input (shuffled, intensity-curved, painted).
+        target: ``(B, C, *spatial)`` the clean crop the network must restore (flipped like ``x``).
+    """
+
+    x: torch.Tensor
+    target: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "RestorationSample":
+        return RestorationSample(self.x.to(device, non_blocking=non_blocking),
+                                 self.target.to(device, non_blocking=non_blocking))
+
+
+def draw_genesis_flips(batch_size: int, spatial_dims: int, p: float, generator: torch.Generator,
+                       max_flips: int = 3) -> FlipParams:
+    """Models Genesis' flip augmentation: while a Bernoulli(``p``) draw succeeds (at most ``max_flips``
+    times) flip a uniformly chosen spatial axis; an axis chosen twice flips back (net = parity)."""
+    go = (rand((batch_size, max_flips), generator) < p).long().cumprod(1).bool()   # (B, F) flip t happens
+    axis = (rand((batch_size, max_flips), generator) * spatial_dims).long().clamp_max_(spatial_dims - 1)
+    hits = torch.nn.functional.one_hot(axis, spatial_dims) * go.unsqueeze(-1)
+    return FlipParams(flips=hits.sum(1) % 2 == 1)
+
+
+class GenesisRestoration:
+    """Models Genesis distortion pipeline for the restoration baseline (PCRL_SPEC §9).
+
+    Order as released: flip input and target alike (``flip_p``), local pixel shuffling
+    (``shuffle_p``), non-linear intensity (``nonlinear_p``), then painting (``paint_p``; in-painting
+    with ``inpaint_p``, else out-painting). Released values: 0.4, 0.5, 0.9, 0.9, 0.2.
+
+    Call: ``GenesisRestoration(3)(cubes (B, C, X, Y, Z) in [0, 1], generator) -> RestorationSample``.
+    """
+
+    def __init__(self, spatial_dims: int = 3, flip_p: float = 0.4, shuffle_p: float = 0.5,
+                 nonlinear_p: float = 0.9, paint_p: float = 0.9, inpaint_p: float = 0.2,
+                 n_blocks: int = 10_000):
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        self.flip_p = check_probability(flip_p, "flip_p")
+        self.shuffle = LocalPixelShuffle(spatial_dims, p=shuffle_p, n_blocks=n_blocks)
+        self.nonlinear = NonlinearIntensity(spatial_dims, p=nonlinear_p)
+        self.painting = Painting(spatial_dims, p=paint_p, inpaint_p=inpaint_p)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> RestorationSample:
+        check_batch(x, self.spatial_dims)
+        check_generator(generator)
+        flips = draw_genesis_flips(x.shape[0], self.spatial_dims, self.flip_p, generator).flips
+        target = flip_rotate(x, flips, torch.zeros(x.shape[0], dtype=torch.long))
+        distorted = self.shuffle(target, generator)
+        distorted = self.nonlinear(distorted, generator)
+        distorted = self.painting(distorted, generator)
+        return RestorationSample(x=distorted, target=target)

@@ -1,0 +1,148 @@
+"""Geometric pieces of the 2D view pipeline (PCRL_SPEC §7), batched with per-sample parameters:
+``RandomResizedCrop`` (torchvision's sampling rule, one ``roi_align`` call for the whole batch) and
+``Cutout`` (DeVries & Taylor: square holes zeroed after normalisation). Rotation, flip and blur come
+from :mod:`.spatial`, colour from :mod:`.color`; :class:`~pcrl_lib.transforms.views.PCRLViews2D`
+assembles them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torchvision.ops import roi_align
+
+from .base import (Params, RandomTransform, check_batch, check_generator, check_interval, check_params,
+                   check_positive_int, check_shape, rand, randint)
+
+
+@dataclass(frozen=True)
+class CropParams(Params):
+    """``boxes`` ``(B, 4)`` long: ``top, left, height, width`` of each crop in input pixels."""
+
+    boxes: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.boxes.shape[0]
+
+
+def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop ``boxes`` ``(B, 4)`` (top, left, height, width) from ``x`` ``(B, C, H, W)``, resize to ``size``².
+
+    Bilinear sampling at the output pixel centres; when a crop is larger than the output, each output
+    pixel averages ``ceil(crop / size)``² samples (roi_align's adaptive sampling), which
+    anti-aliases downscaling.
+    """
+    boxes = boxes.to(device=x.device, dtype=x.dtype)
+    top, left, height, width = boxes.unbind(1)
+    rois = torch.stack([torch.arange(x.shape[0], device=x.device, dtype=x.dtype),
+                        left, top, left + width, top + height], 1)
+    return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+
+
+class RandomResizedCrop(RandomTransform):
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a batch, one box per sample.
+
+    Per sample, up to ``attempts`` (10) candidates: area fraction U(scale), log aspect ratio U(log ratio),
+    ``w = round(sqrt(area · r))``, ``h = round(sqrt(area / r))``; the first that fits is placed
+    uniformly; if none fits, the largest centred crop with a ratio inside ``ratio`` is used.
+
+    Call: ``(B, C, H, W)`` → ``(B, C, size, size)``.
+    """
+
+    def __init__(self, size: int, scale: Sequence[float] = (0.2, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                 attempts: int = 10):
+        super().__init__(2)
+        self.size = check_positive_int(size, "size")
+        self.scale = check_interval(scale, "scale", 1e-6, 1.0)
+        self.ratio = check_interval(ratio, "ratio", 1e-6)
+        self.attempts = check_positive_int(attempts, "attempts")
+
+    def draw(self, shape, generator) -> CropParams:
+        B, _, H, W = check_shape(shape, 2)
+        check_generator(generator)
+        dev = generator.device
+        T = self.attempts
+        area = H * W * (self.scale[0] + (self.scale[1] - self.scale[0]) * rand((B, T), generator, torch.float64))
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * rand((B, T), generator, torch.float64))
+        w = torch.round(torch.sqrt(area * aspect)).long()
+        h = torch.round(torch.sqrt(area / aspect)).long()
+        fits = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        first = fits.long().argmax(1, keepdim=True)                  # first fitting attempt (0 if none)
+        found = fits.any(1)
+
+        in_ratio = W / H
+        if in_ratio < self.ratio[0]:
+            fw, fh = W, int(round(W / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            fw, fh = int(round(H * self.ratio[1])), H
+        else:
+            fw, fh = W, H
+        h = torch.where(found, h.gather(1, first).squeeze(1), fh)
+        w = torch.where(found, w.gather(1, first).squeeze(1), fw)
+        zero = torch.zeros(B, dtype=torch.long, device=dev)
+        top = torch.where(found, randint(zero, H - h, generator), (H - fh) // 2)
+        left = torch.where(found, randint(zero, W - w, generator), (W - fw) // 2)
+        return CropParams(boxes=torch.stack([top, left, h, w], 1))
+
+    def apply(self, x, params: CropParams) -> torch.Tensor:
+        check_batch(x, 2)
+        check_params(params, CropParams, x.shape[0])
+        boxes = params.boxes.to(x.device)
+        H, W = x.shape[2:]
+        top, left, h, w = boxes.unbind(1)
+        if bool(((top < 0) | (left < 0) | (h < 1) | (w < 1) | (top + h > H) | (left + w > W)).any()):
+            raise ValueError(f"params.boxes do not fit inside x's {H}x{W} images; draw them for this x")
+        return crop_resize(x, boxes, self.size)
+
+
+@dataclass(frozen=True)
+class CutoutParams(Params):
+    """``centres`` ``(B, n_holes, 2)`` long: (row, column) of each hole's centre."""
+
+    centres: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.centres.shape[0]
+
+
+class Cutout(RandomTransform):
+    """Zero ``n_holes`` square holes of side ``length`` per image (DeVries & Taylor, 2017), as released.
+
+    Centres are uniform over the image; holes are clipped at the border, rows
+    ``[c − length//2, c + length//2)``. ``length=None`` scales the released 32 px at 224² with the
+    image: ``round(32 · H / 224)`` (at least 1). Applied to normalised images, so holes hold the mean.
+    """
+
+    def __init__(self, n_holes: int = 3, length: int | None = None):
+        super().__init__(2)
+        self.n_holes = check_positive_int(n_holes, "n_holes")
+        self.length = None if length is None else check_positive_int(length, "length")
+
+    def hole_length(self, height: int) -> int:
+        return self.length if self.length is not None else max(1, round(32 * height / 224))
+
+    def draw(self, shape, generator) -> CutoutParams:
+        B, _, H, W = check_shape(shape, 2)
+        check_generator(generator)
+        zero = torch.zeros((B, self.n_holes), dtype=torch.long, device=generator.device)
+        return CutoutParams(centres=torch.stack([randint(zero, zero + H - 1, generator),
+                                                 randint(zero, zero + W - 1, generator)], 2))
+
+    def apply(self, x, params: CutoutParams) -> torch.Tensor:
+        check_batch(x, 2)
+        check_params(params, CutoutParams, x.shape[0])
+        B, _, H, W = x.shape
+        half = self.hole_length(H) // 2
+        c = params.centres.to(x.device)
+        rows = torch.arange(H, device=x.device).view(1, 1, H)
+        cols = torch.arange(W, device=x.device).view(1, 1, W)
+        in_rows = (rows >= (c[..., 0:1] - half).clamp(0, H)) & (rows < (c[..., 0:1] + half).clamp(0, H))
+        in_cols = (cols >= (c[..., 1:2] - half).clamp(0, W)) & (cols < (c[..., 1:2] + half).clamp(0, W))
+        holes = (in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2)).any(1)          # (B, H, W)
+        return x.masked_fill(holes.unsqueeze(1), 0.0)

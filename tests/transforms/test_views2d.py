@@ -1,0 +1,102 @@
+import pytest
+import torch
+import torchvision.transforms as T
+
+from pcrl_lib.transforms import (ColorJitter, Cutout, RandomGrayscale, RandomResizedCrop, denormalize, normalize)
+from pcrl_lib.transforms.color import hsv_to_rgb, rgb_to_hsv
+
+from . import oracles
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("size", [16, 40])    # mostly downscaling (16) and mostly upscaling (40)
+def test_crop_resize_matches_per_image_bilinear_average(size):
+    x = torch.rand(10, 3, 37, 29, generator=_gen())
+    crop = RandomResizedCrop(size)
+    y, params = crop(x, _gen(1), return_params=True)
+    assert y.shape == (10, 3, size, size)
+    assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-5)
+
+
+def test_crop_boxes_follow_torchvision_rule():
+    crop = RandomResizedCrop(8, scale=(0.2, 1.0))
+    params = crop.draw((2000, 1, 60, 80), _gen(2))
+    top, left, h, w = params.boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 60).all() and (left + w <= 80).all()
+    frac = (h * w).float() / (60 * 80)
+    ratio = w.float() / h.float()
+    assert frac.min() > 0.17 and frac.max() <= 1.0
+    # the same law as torchvision's sampler (rejection makes big crops rarer than U(0.2, 1))
+    torch.manual_seed(0)
+    tv = [T.RandomResizedCrop.get_params(torch.empty(1, 60, 80), [0.2, 1.0], [3 / 4, 4 / 3]) for _ in range(2000)]
+    tv_frac = torch.tensor([h * w / (60 * 80) for _, _, h, w in tv])
+    assert abs(frac.mean() - tv_frac.mean()) < 0.03 and abs(frac.std() - tv_frac.std()) < 0.03
+    assert ratio.min() > 0.7 and ratio.max() < 1.45
+    # centred fallback when no candidate fits (a wide ratio asked of a tall image), as torchvision
+    tall = RandomResizedCrop(8, scale=(1.0, 1.0), ratio=(2.0, 3.0)).draw((3, 1, 40, 10), _gen())
+    expected = list(T.RandomResizedCrop.get_params(torch.empty(1, 40, 10), [1.0, 1.0], [2.0, 3.0]))
+    assert tall.boxes.tolist() == [expected] * 3 == [[17, 0, 5, 10]] * 3
+
+
+def test_cutout_matches_released_loop_and_scales_with_size():
+    x = torch.rand(12, 3, 64, 64, generator=_gen(3)) + 1
+    cut = Cutout(3)
+    assert cut.hole_length(224) == 32 and cut.hole_length(64) == 9
+    y, params = cut(x, _gen(4), return_params=True)
+    assert params.centres.shape == (12, 3, 2)
+    assert torch.equal(y, oracles.cutout(x, params.centres, 9))
+    assert 0 < (y == 0).float().mean() < 0.1
+
+
+def test_grayscale_matches_torchvision():
+    x = torch.rand(30, 3, 8, 8, generator=_gen(5))
+    gray = RandomGrayscale(0.2)
+    y, params = gray(x, _gen(6), return_params=True)
+    assert 0 < params.index.numel() < 30
+    assert torch.allclose(y, oracles.grayscale(x, params), atol=1e-6)
+
+
+def test_color_jitter_matches_torchvision_in_each_samples_order():
+    x = torch.rand(16, 3, 9, 7, generator=_gen(7))
+    jitter = ColorJitter(0.4, 0.4, 0.4, 0.4)
+    y, params = jitter(x, _gen(8), return_params=True)
+    assert params.index.numel() == 16 and len({tuple(o) for o in params.order.tolist()}) > 3
+    assert torch.allclose(y, oracles.jitter(x, params), atol=1e-5)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_hsv_round_trip_and_gray_stays_gray():
+    x = torch.rand(4, 3, 6, 6, generator=_gen(9))
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-6)
+    gray = x[:, :1].expand(-1, 3, -1, -1)
+    params = ColorJitter(0, 0, 0, 0.4).draw(gray.shape, _gen(10))
+    assert torch.allclose(ColorJitter(0, 0, 0, 0.4).apply(gray, params), gray, atol=1e-6)
+
+
+def test_normalize_matches_torchvision_and_inverts():
+    x = torch.rand(3, 3, 5, 5, generator=_gen(11))
+    assert torch.allclose(normalize(x), oracles.normalize(x), atol=1e-6)
+    assert torch.allclose(denormalize(normalize(x)), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: RandomResizedCrop(0), "size"),
+    (lambda: RandomResizedCrop(8, scale=(0.5, 0.2)), "scale"),
+    (lambda: Cutout(0), "n_holes"),
+    (lambda: ColorJitter(hue=0.7), "hue"),
+    (lambda: RandomGrayscale(1.5), "p"),
+])
+def test_bad_arguments_name_the_argument(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="3 channels"):
+        ColorJitter()(torch.rand(2, 1, 4, 4), _gen())
+    params = RandomResizedCrop(4).draw((2, 3, 40, 40), _gen())
+    with pytest.raises(ValueError, match="fit"):
+        RandomResizedCrop(4).apply(torch.rand(2, 3, 10, 10), params)
