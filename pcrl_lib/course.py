@@ -5,13 +5,16 @@ Usage::
     python -m pcrl_lib.course list
     python -m pcrl_lib.course run --profile quick [--data-root DIR] [--output-dir DIR] [--only 03,04]
                                   [--resume] [--force] [-p NAME VALUE ...]
+    python -m pcrl_lib.course report runs/quick [--claims FILE] [--min-seeds N]
 
 A run writes, under ``runs/<profile>/`` (or ``--output-dir``):
 
 * ``notebooks/NN_name.ipynb`` — each executed notebook (kept on failure, for inspection);
 * ``records/NN_name.json``     — the record each notebook's last cell writes (:func:`write_record`);
 * ``state.json``               — per notebook: status, parameters hash, wall time (what ``--resume`` reads);
-* ``summary.json`` / ``summary.md`` — status, wall time and key figures of every notebook.
+* ``summary.json`` / ``summary.md`` — status, wall time and key figures of every notebook;
+* ``RESULTS.md`` + ``label_efficiency_<task>.png`` — the reproduction report (:mod:`pcrl_lib.report`), written
+  by ``report`` and at the end of every ``run`` that included all notebooks through 10.
 
 A notebook whose execution fails is recorded as ``failed``; its stale record is removed before it runs, so
 nothing half-written looks like a success.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -38,6 +42,7 @@ from .config import PROFILES
 SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED", "DEVICE")
 KERNEL_NAME = "pcrl-kit"
 _NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+_ASSIGNMENT_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([^#\n]*?)\s*(?:#(.*))?$", re.M)
 # Per-cell limit: a cell that hangs (say, an interactive widget waiting for a click) fails instead of blocking.
 CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
 
@@ -115,10 +120,27 @@ class Notebook:
         return self.stem[:2]
 
     def parameters(self) -> dict[str, dict]:
-        """Papermill's own inspection of the ``parameters`` cell: name → {default, inferred_type_name, help}."""
+        """Papermill's own inspection of the ``parameters`` cell: name → {default, inferred_type_name, help}.
+
+        Papermill skips assignment lines whose comment holds another ``=`` (``OUTPUT_DIR = None  # None = ...``);
+        such names are added from a plain scan of the cell so that they are still declared and injected.
+        """
+        import nbformat
         import papermill
 
-        return {name: dict(info) for name, info in papermill.inspect_notebook(str(self.path)).items()}
+        quiet = logging.getLogger("papermill")
+        level, quiet.level = quiet.level, logging.ERROR  # its "Unable to parse line" warnings are handled below
+        try:
+            found = {name: dict(info) for name, info in papermill.inspect_notebook(str(self.path)).items()}
+        finally:
+            quiet.setLevel(level)
+        nb = nbformat.read(self.path, as_version=4)
+        for cell in nb.cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                for name, default, comment in _ASSIGNMENT_RE.findall(cell.source):
+                    found.setdefault(name, {"name": name, "default": default.strip(), "inferred_type_name": "None",
+                                            "help": comment.strip()})
+        return found
 
     def digest(self) -> str:
         """Hash of the notebook's code cells (editing a notebook invalidates ``--resume``)."""
@@ -246,7 +268,8 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
     if root is not None and not root.is_dir():
         raise CourseError(f"--data-root {data_root} does not exist or is not a folder")
     out = Path(output_dir).expanduser().resolve() if output_dir else paths.runs_dir(profile)
-    notebooks = select(discover(notebooks_dir), only)
+    all_notebooks = discover(notebooks_dir)
+    notebooks = select(all_notebooks, only)
     declared = {nb.stem: nb.parameters() for nb in notebooks}
     extra = dict(params or {})
     if force:
@@ -308,7 +331,32 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
             break
         log(f"{tag}: done in {wall:.1f} s")
     write_summary(out, profile, outcomes)
+    if covers_course(notebooks, all_notebooks):
+        try:
+            report_path = write_results(out, expected=[nb.stem for nb in all_notebooks])
+            log(f"results report: {report_path}")
+        except (OSError, ValueError) as err:  # a broken claims file must not hide the run's own outcome
+            log(f"ERROR: the results report could not be written: {err}")
     return outcomes
+
+
+# --------------------------------------------------------------------------- results report
+
+
+def covers_course(selected: list[Notebook], course: list[Notebook], through: str = "10") -> bool:
+    """Whether a run's selection holds every notebook of the course numbered up to ``through``."""
+    wanted = {nb.stem for nb in course if nb.number <= through}
+    return bool(wanted) and wanted <= {nb.stem for nb in selected}
+
+
+def write_results(run_dir: Path, *, claims: str | os.PathLike | None = None, expected: Sequence[str] | None = None,
+                  min_seeds: int | None = None) -> Path:
+    """Build and write ``<run_dir>/RESULTS.md`` and its figures from the run's records (see :mod:`pcrl_lib.report`)."""
+    from . import report
+
+    built = report.build_report(run_dir, claims=claims, expected=expected,
+                                min_seeds=report.MIN_SEEDS if min_seeds is None else min_seeds)
+    return report.write_report(built)
 
 
 # --------------------------------------------------------------------------- summary
@@ -370,6 +418,27 @@ def _cmd_run(args) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
+def _cmd_report(args) -> int:
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise CourseError(f"run folder {args.run_dir} does not exist; run the course first "
+                          "(python -m pcrl_lib.course run --profile quick) or pass the run's --output-dir")
+    if args.claims and not Path(args.claims).is_file():
+        raise CourseError(f"--claims {args.claims} does not exist; the kit's claims file is data/paper_claims.json")
+    if args.min_seeds is not None and args.min_seeds < 1:
+        raise CourseError(f"--min-seeds must be at least 1, got {args.min_seeds}")
+    try:
+        expected = [nb.stem for nb in discover(args.notebooks_dir)]
+    except CourseError:
+        expected = None  # no course folder here: report the records that exist
+    try:
+        path = write_results(run_dir, claims=args.claims, expected=expected, min_seeds=args.min_seeds)
+    except ValueError as err:
+        raise CourseError(str(err)) from err
+    print(f"results report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pcrl_lib.course", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks-dir", default=None, help=argparse.SUPPRESS)
@@ -386,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject a notebook parameter (JSON values: 3, 0.1, true, null, [1,2])")
     r.add_argument("--cell-timeout", type=float, default=-1, help="seconds per cell (default by profile)")
     r.add_argument("--no-prepare", action="store_true", help="skip fetching demo data / writing synthetic data")
+    rep = sub.add_parser("report", help="write RESULTS.md (+ figures) from a run's records")
+    rep.add_argument("run_dir", help="the run folder, e.g. runs/quick")
+    rep.add_argument("--claims", default=None, help="claims file (default data/paper_claims.json)")
+    rep.add_argument("--min-seeds", type=int, default=None,
+                     help="common seeds a comparison needs to count for a claim (default 2)")
     return parser
 
 
@@ -394,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_run(args)
     except CourseError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -41,6 +41,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .images2d import RESIZE_MODES, load_image, resize_image
+
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -303,65 +305,10 @@ def run_cached(kind: str, items: Sequence[CacheItem], out_dir: str | Path, param
 
 
 # ------------------------------------------------------------------------------------------------ 2D images
-RESIZE_MODES = ("shorter_side", "resize")
-# PIL modes read directly as grey, with the value that maps to white (16-bit PNGs open as "I;16" or "I").
-_GREY_MAX = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,
-             "I": 65535.0}
-
-
-def read_gray(path: str | Path) -> np.ndarray:
-    """A PNG/JPEG image as grey float32 ``(H, W)`` in [0, 1] (colour → luminance, EXIF rotation applied).
-
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing or cannot be decoded."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode == "F":
-                array = np.asarray(image, dtype=np.float32)
-                # Float images carry no white level: stretch their own range.
-                lo, hi = float(array.min()), float(array.max())
-                return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
-            if image.mode not in _GREY_MAX:
-                image = image.convert("L")
-            scale = np.float32(_GREY_MAX[image.mode])
-            array = np.asarray(image, dtype=np.float32) / scale
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path}: cannot decode image ({err}); is the file complete?") from None
-    return np.clip(array, 0.0, 1.0)
-
-
-def resize_square(image: np.ndarray, size: int, mode: str = "shorter_side") -> np.ndarray:
-    """``(H, W)`` float image → ``(size, size)`` float32.
-
-    ``mode="shorter_side"``: scale the shorter side to ``size`` (keeping the aspect ratio), then crop the
-    centre; ``mode="resize"``: stretch to ``size × size``. Bilinear with PIL's antialiasing when shrinking."""
-    from PIL import Image
-
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    h, w = image.shape
-    if mode == "resize":
-        new_h, new_w = size, size
-    else:
-        scale = size / min(h, w)
-        new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    resized = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BILINEAR), dtype=np.float32)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    return resized[top:top + size, left:left + size]
-
-
 def _image_chunk_work(payload: dict, out_dir: Path, name: str) -> dict:
     images = np.load(out_dir / "images.npy", mmap_mode="r+")
     start, paths = payload["start"], payload["paths"]
-    block = np.stack([resize_square(read_gray(p), payload["size"], payload["mode"]) for p in paths])
+    block = np.stack([resize_image(load_image(p), payload["size"], payload["mode"]) for p in paths])
     images[start:start + len(paths)] = np.rint(np.clip(block, 0.0, 1.0) * 255).astype(np.uint8)
     images.flush()
     return {"outputs": ["images.npy"], "rows": [start, start + len(paths)]}

@@ -18,16 +18,21 @@ import numpy as np
 _GREY_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,
                "I": 65535.0}
 _COLOUR_MODES = ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr", "La", "RGBa")
+# How an image is made to fit a target size: "resize" stretches it; "shorter_side" keeps the aspect ratio,
+# scales it until it covers the target, then cuts out the centre (no anatomy squashed, the borders lost).
+RESIZE_MODES = ("resize", "shorter_side")
 
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read a PNG/JPEG radiograph as float32 ``(H, W)`` in [0, 1].
 
     8-bit and 16-bit grey images are scaled by their full range (255 / 65535); colour and palette images
-    (some NIH PNGs are RGBA) are converted to luminance. Raises ``FileNotFoundError`` when ``path`` is
-    missing and ``ValueError`` naming the file when it is corrupt, truncated or in an unsupported mode.
+    (some NIH PNGs are RGBA) are converted to luminance; float images (mode "F", no white level) are
+    stretched over their own range. An EXIF orientation tag (photos of films, some JPEG exports) is applied.
+    Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` naming the file when it is
+    corrupt, truncated or in an unsupported mode.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -35,7 +40,12 @@ def load_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # decode now so a truncated file fails here, inside the try
+            image = ImageOps.exif_transpose(image)
             mode = image.mode
+            if mode == "F":
+                array = np.asarray(image, dtype=np.float32)
+                lo, hi = float(array.min()), float(array.max())
+                return (array - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(array)
             if mode in _COLOUR_MODES:
                 image = image.convert("L")
                 mode = "L"
@@ -47,19 +57,36 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float ``(H, W)`` image to ``size`` (an int gives a square ``(size, size)``)."""
+def resize_image(image: np.ndarray, size: int | tuple[int, int], mode: str = "resize") -> np.ndarray:
+    """Bilinear resize of a float ``(H, W)`` image to ``size`` (an int gives a square ``(size, size)``) →
+    float32 ``(height, width)``.
+
+    ``mode="resize"`` stretches to ``size``; ``mode="shorter_side"`` keeps the aspect ratio: scale so the image
+    covers ``size`` (for a square: the shorter side becomes ``size``), then crop the centre. PIL antialiases
+    when shrinking.
+    """
     from PIL import Image
 
-    height, width = (size, size) if isinstance(size, int) else size
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
+    height, width = (size, size) if isinstance(size, (int, np.integer)) else size
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {size!r}")
+    if image.ndim != 2:
+        raise ValueError(f"image must be a 2D (H, W) array, got shape {image.shape}")
     if image.shape == (height, width):
         return image.astype(np.float32, copy=False)
+    h, w = image.shape
+    if mode == "resize":
+        new_h, new_w = height, width
+    else:
+        scale = max(height / h, width / w)
+        new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
     # PIL's "F" mode keeps float precision; it takes (width, height).
-    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR)
-    return np.array(resized, dtype=np.float32)  # a writable copy (PIL buffers are read-only)
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
+        (new_w, new_h), Image.Resampling.BILINEAR), dtype=np.float32)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.array(resized[top:top + height, left:left + width])  # a writable copy (PIL buffers are read-only)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .cache import (CacheItem, CandidateDataset, ImageCacheDataset, OnDone, PairDataset, SegmentationCaseDataset,
-                    atomic_save_npy, atomic_save_npz, fingerprint, item_rng, prepare_image_cache, read_gray,
-                    read_manifest, resize_square, run_cached, scan_name)
+                    atomic_save_npy, atomic_save_npz, fingerprint, item_rng, prepare_image_cache,
+                    read_manifest, run_cached, scan_name)
+from .images2d import load_image, resize_image
 from .crops import (HU_WINDOW, MAX_SOFT_FRACTION, MIN_IOU, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, SOFT_HU,
                     CropPairs, PatchSample, box_iou, crop_pairs, cubes_around, sample_patches, scaled_crop_sizes)
 from .volume import Volume, read_volume, to_sitk
@@ -39,7 +40,7 @@ __all__ = [
     "crop_pairs", "CropPairs", "box_iou", "scaled_crop_sizes", "prepare_pretraining_cubes", "PairDataset",
     "candidate_cubes", "CandidateCubes", "prepare_candidate_cubes", "CandidateDataset",
     "SegmentationCase", "prepare_segmentation_cases", "SegmentationCaseDataset", "sample_patches", "PatchSample",
-    "prepare_image_cache", "ImageCacheDataset", "read_gray", "resize_square", "read_manifest", "scan_name",
+    "prepare_image_cache", "ImageCacheDataset", "load_image", "resize_image", "read_manifest", "scan_name",
     "PAPER_CUBE", "PAPER_CROP_SIZES", "PAPER_MARGIN", "MIN_IOU", "SOFT_HU", "MAX_SOFT_FRACTION", "HU_WINDOW",
 ]
 
