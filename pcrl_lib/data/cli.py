@@ -2,6 +2,10 @@
 
     python -m pcrl_lib.data.cli check --dataset luna16 --root /data/LUNA16 [--limit 200] [--deep]
     python -m pcrl_lib.data.cli synthetic --dataset nih --root data/cache/synthetic/nih -n 32 --seed 0
+    python -m pcrl_lib.data.cli prepare --dim 3 --profile paper --data-root /data/pcrl [--num-workers 8]
+
+``prepare`` builds the pretraining cache of a profile (2D image cache or 3D crop-pair cache) and prints its
+folder, which ``python -m pcrl_lib.train --data`` takes (prepare once, then launch one or many GPUs).
 
 Exit codes: 0 fine, 1 problems found (listed), 2 bad arguments (e.g. an unknown dataset; the valid ones
 are named).
@@ -32,11 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=None, help="image side or in-plane voxels (default 64)")
     s.add_argument("--difficulty", type=float, default=0.3, help="0 = obvious findings … 1 = subtle")
     s.add_argument("--overwrite", action="store_true", help="replace a look-alike written with other parameters")
+    p = sub.add_parser("prepare", help="build a profile's pretraining cache and print its folder")
+    p.add_argument("--dim", type=int, choices=(2, 3), required=True, help="2 = chest X-ray images, 3 = CT crop pairs")
+    p.add_argument("--profile", default="quick", help="smoke | quick | paper (sizes and which data)")
+    p.add_argument("--data-root", default=None, help="folder with the real datasets (nih/, luna16/); required by paper")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "prepare":
+        return _prepare(args)
     if args.dataset not in DATASETS:
         print(f"error: unknown dataset {args.dataset!r}; valid datasets: {', '.join(DATASETS)}", file=sys.stderr)
         return 2
@@ -56,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     params = synthetic.read_truth(root)["params"]
     print(f"wrote synthetic {args.dataset} look-alike to {root} "
           f"(n={params['n']}, size={params['size']}, seed={params['seed']}, difficulty={params['difficulty']})")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from . import sources
+
+    try:
+        build = sources.pretraining_set_2d if args.dim == 2 else sources.pretraining_set_3d
+        dataset = build(args.profile, args.data_root)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(dataset)} {'images' if args.dim == 2 else 'crop pairs'} ready in {dataset.root}")
     return 0
 
 
