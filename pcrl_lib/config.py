@@ -160,7 +160,16 @@ def _smoke() -> Profile:
 
 
 def _quick() -> Profile:
-    return Profile(name="quick")
+    # Sized with benchmarks/pretrain.py so that notebooks 03 and 04 (PCRL plus the five baselines) run in minutes on
+    # a 2-core CPU: a full 3D PCRL step at 32×32×16 costs ~1.2 s at width 4 but ~3 s at width 8 and ~8 s at
+    # width 16 (fp32, 1 thread); the cap of 12 steps per epoch keeps 3D at 72 steps, 2D at 60. The queue is
+    # shorter than the quick pretraining sets (86 images, 144 pairs) and refills within ~3 steps, so the curves
+    # leave the random initial queue behind early; lr 0.03 because 60–72 steps at the paper's 1e-3 barely move.
+    return Profile(
+        name="quick",
+        pretrain=PretrainConfig(epochs=6, batch_size_2d=8, batch_size_3d=4, image_size_2d=64, cube_size=(32, 32, 16),
+                                width_3d=4, lr=0.03, K=64, max_steps_per_epoch=12),
+    )
 
 
 def _paper() -> Profile:
