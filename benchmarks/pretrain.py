@@ -9,23 +9,27 @@ case the script prints
 * ``samples/s model`` = batch / step s, and ``samples/s +views`` = batch / (views s + step s): the trainer runs
   the two one after the other on the same device, so their times add;
 * ``GFLOP/sample`` — floating-point operations of one step per sample, counted by
-  ``torch.utils.flop_counter.FlopCounterMode`` during the warm-up step (convolutions and matmuls, forward and
-  backward) — what time predictions for other hardware start from;
+  ``torch.utils.flop_counter.FlopCounterMode`` during the first step (the warm-up step, or the first timed step
+  of cases without one; convolutions and matmuls, forward and backward) — what time predictions for other
+  hardware start from;
 * ``peak MiB`` — peak memory: on CPU the process's peak resident set (``VmHWM``, reset through
   ``/proc/self/clear_refs`` at the start of the case; each case runs in a forked child so that memory kept by
   the allocator from one case never hides the next) and ``Δ MiB``, the growth over the resident set at the
   start of the case (weights, optimizer state, activations); on CUDA ``torch.cuda.max_memory_allocated``.
 
-Cases of the default CPU run (about 3 minutes on an idle 2-core CPU; more when other processes share it):
+Cases of the default CPU run (about 3 minutes on a 2-core CPU; more when other processes share it):
 
 =========  ======================================  ===========  =======================================
 size       input                                   batch        note
 =========  ======================================  ===========  =======================================
-quick      2D 64², 3D 32×32×16 width 16            the profile  fp32, 2 timed steps
-paper      2D 224², 3D 64×64×32 width 32, K 16384  4 / 2        the paper's batch is 64 / 16: pass
-                                                                ``--paper-batch full``; 1 timed step
+quick      the quick profile's (2D 64², 3D         the profile  fp32, 1 warm-up + 2 timed steps
+           32×32×16 width 4)
+paper      2D 224², 3D 64×64×32 width 32, K 16384  4 / 1        the paper's batch is 64 / 16: pass
+                                                                ``--paper-batch full``; 2D 1 warm-up + 1
+                                                                timed step, 3D 1 timed step (no warm-up:
+                                                                one step takes minutes on a CPU)
 bf16-cpu   2D 64², 3D 16×16×8 width 8              2            fp32 vs bf16 autocast, 1 timed step, no
-                                                                warm-up (bf16 is 20–50× slower on CPUs
+                                                                warm-up (bf16 is several times slower on CPUs
                                                                 without AVX512-BF16/AMX, so small sizes)
 =========  ======================================  ===========  =======================================
 
@@ -49,6 +53,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +70,7 @@ from pcrl_lib.transforms import PCRLViews2D, PCRLViews3D  # noqa: E402
 
 SIZES = ("quick", "paper", "bf16-cpu")
 N_DATA = 1024          # NCE's sample count; it only scales the noise mass, not the cost
-_PAPER_REDUCED_BATCH = {2: 4, 3: 2}
+_PAPER_REDUCED_BATCH = {2: 4, 3: 1}
 
 
 @dataclass(frozen=True)
@@ -182,8 +187,8 @@ def run_case(case: Case, device: torch.device) -> dict:
     torch.manual_seed(0)
     memory = _Memory(device)
     cfg = case.config()
-    method = build_method_from_config(cfg, case.dims, n_data=N_DATA,
-                                      queue_generator=torch.Generator().manual_seed(0)).to(device)
+    extra = {} if case.method == "models_genesis" else {"queue_generator": torch.Generator().manual_seed(0)}
+    method = build_method_from_config(cfg, case.dims, n_data=N_DATA, **extra).to(device)
     if case.channels_last:
         method = method.to(memory_format=_memory_format(case.dims))
     method.train()
@@ -209,27 +214,26 @@ def run_case(case: Case, device: torch.device) -> dict:
         scaler.update()
         method.momentum_update()
 
+    counter = FlopCounterMode(display=False)
     sample = make_sample()
-    flops = None
     for i in range(case.warmup):
-        if i == 0:
-            counter = FlopCounterMode(display=False)
-            with counter:
-                step(sample)
-            flops = counter.get_total_flops()
-        else:
+        with counter if i == 0 else nullcontext():
             step(sample)
     _sync(device)
     view_times, step_times = [], []
-    for _ in range(case.steps):
+    for i in range(case.steps):
         start = time.perf_counter()
         sample = make_sample()
         _sync(device)
         view_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        step(sample)
+        # Without a warm-up step the FLOPs are counted in the first timed one (the counter's per-op overhead is
+        # negligible next to a step of these sizes).
+        with counter if (case.warmup == 0 and i == 0) else nullcontext():
+            step(sample)
         _sync(device)
         step_times.append(time.perf_counter() - start)
+    flops = counter.get_total_flops()
     peak, grown = memory.peak_mib()
     t_views, t_step = min(view_times), min(step_times)
     return {"case": case.label, "method": case.method, "batch": case.batch, "precision": precision.name,
@@ -281,7 +285,8 @@ def plan(args, device: torch.device) -> list[Case]:
             if size == "paper" and args.paper_batch == "reduced" and not cuda:
                 batch = _PAPER_REDUCED_BATCH[dims]
             steps = args.steps or (5 if cuda else (2 if size == "quick" else 1))
-            warmup = 2 if cuda else 1
+            # A 3D paper-size step takes minutes on a CPU: no separate warm-up there.
+            warmup = 2 if cuda else (0 if (size == "paper" and dims == 3) else 1)
             precisions = ("fp32", "bf16") if cuda else ("fp32",)
             layouts = (False, True) if (cuda or args.channels_last) else (False,)
             for method in args.methods:
@@ -318,7 +323,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--paper-batch", choices=("reduced", "full"), default="reduced",
-                        help="CPU only: paper sizes at batch 4 (2D) / 2 (3D), or at the paper's 64 / 16")
+                        help="CPU only: paper sizes at batch 4 (2D) / 1 (3D), or at the paper's 64 / 16")
     parser.add_argument("--channels-last", action="store_true", help="CPU: also measure channels_last (CUDA: always)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps per case (0 = the defaults above)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")

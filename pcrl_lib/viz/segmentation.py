@@ -119,7 +119,8 @@ def comparison_figure(image, target, predictions: Mapping[str, object], structur
                          f"{[p.shape for p in preds.values()]} must share the (X, Y, Z) grid")
     level, width = window
     ncols = 1 + len(preds)
-    fig, axes = plt.subplots(len(names), ncols, figsize=(size * ncols, size * len(names) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(names), ncols, figsize=(size * ncols, (size + 0.35) * len(names) + 0.7),
+                             squeeze=False, layout="constrained")
     for row, name in enumerate(names):
         index = best_slice(target[row], axis)
         truth = np.clip(render_slice(image, axis, index, level, width, target[row].astype(np.uint8), 0.5), 0.0, 1.0)
@@ -131,10 +132,9 @@ def comparison_figure(image, target, predictions: Mapping[str, object], structur
     for ax in axes.ravel():
         ax.axis("off")
     handles = [Patch(color=_OVERLAY_COLOURS[code], label=text) for code, text in COMPARISON_NAMES.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
