@@ -62,7 +62,8 @@ class DataConfig(_Section):
     spacing_mm: float = 1.0           # CT resampling target (isotropic)
     pairs_per_scan: int = 16          # PCRL crop pairs cut from each CT scan
     synthetic_2d: int = 96            # images per synthetic 2D look-alike
-    synthetic_3d: int = 6             # scans/volumes per synthetic 3D look-alike
+    synthetic_3d: int = 6             # CT scans of the synthetic LUNA16 look-alike
+    synthetic_seg: int = 10           # volumes per synthetic LiTS/BraTS look-alike (split 7/1/2: 2 test cases)
     synthetic_3d_size: int = 96       # in-plane side of synthetic CT volumes (voxels)
     num_workers: int = 2              # preprocessing processes
 
@@ -89,7 +90,7 @@ class PretrainConfig(_Section):
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
     precision: str = "auto"           # auto | fp32 | bf16 | fp16
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data
-    checkpoint_every: int = 1         # epochs
+    checkpoint_every: int = 0         # keep a copy every N epochs (0 = none; last.pt resumes, encoder.pt is exported)
     num_workers: int = 0
     log_every: int = 1
 
@@ -151,7 +152,7 @@ def _smoke() -> Profile:
     return Profile(
         name="smoke",
         data=DataConfig(image_size_2d=64, cube_size=(16, 16, 8), pairs_per_scan=4, synthetic_2d=32,
-                        synthetic_3d=3, synthetic_3d_size=64, num_workers=1),
+                        synthetic_3d=3, synthetic_seg=3, synthetic_3d_size=64, num_workers=1),
         pretrain=PretrainConfig(epochs=1, batch_size_2d=4, batch_size_3d=2, image_size_2d=64, cube_size=(16, 16, 8),
                                 width_3d=8, K=64, max_steps_per_epoch=2, precision="fp32"),
         finetune=FinetuneConfig(epochs=1, batch_size_2d=8, batch_size_3d=2, label_fractions=(0.5, 1.0), seeds=(0,),

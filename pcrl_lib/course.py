@@ -385,12 +385,16 @@ def write_summary(out: Path, profile: str, outcomes: list[Outcome], max_figures:
         rows.append({"notebook": name, "status": status, "wall_s": round(wall, 2), "figures": rec.get("figures", {}),
                      "error": (o.error if o else state.get(name, {}).get("error"))})
     summary = {"profile": profile, "output_dir": str(out), "notebooks": rows, "records": records}
-    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
     lines = [f"# Course run — profile `{profile}`", "", "| notebook | status | wall time (s) | key figures |",
              "|---|---|---:|---|"]
     for row in rows:
         figs = ", ".join(f"{k} = {_format_figure(v)}" for k, v in list(row["figures"].items())[:max_figures])
         lines.append(f"| {row['notebook']} | {row['status']} | {row['wall_s']:.1f} | {figs} |")
+    total = sum(row["wall_s"] for row in rows)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    summary["total_wall_s"], summary["output_bytes"] = round(total, 1), size
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
+    lines.append(f"| **total** | | {total:.1f} | output folder {size / 2**30:.2f} GiB on disk |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     return summary
 

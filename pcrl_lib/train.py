@@ -16,7 +16,8 @@ What is written under ``output_dir``::
 
     checkpoints/last.pt        latest state (every epoch, and every ``checkpoint_every_steps`` steps)
     checkpoints/last.json      {"step", "epoch", "batch_in_epoch"} of last.pt, for humans and monitors
-    checkpoints/epoch_NNN.pt   every ``cfg.checkpoint_every`` epochs (NNN = epochs completed)
+    checkpoints/epoch_NNN.pt   every ``cfg.checkpoint_every`` epochs and at the end (NNN = epochs completed);
+                               none when it is 0 (the CPU profiles: a 2D PCRL state is ~155 MB)
     checkpoints/config.json    the run's configuration
     history.json               one record per logged step: epoch, step, lr, loss, parts, samples_per_s
     encoder.pt, encoder.json   ``method.export()`` and its sidecar; ``encoder.json`` with

@@ -71,6 +71,9 @@ def test_run_injects_parameters_and_collects_records(nbdir, tmp_path):
     assert [r["status"] for r in summary["notebooks"]] == ["ok", "ok"]
     table = (out / "summary.md").read_text()
     assert "| 00_first | ok |" in table and "scaled = 70" in table
+    walls = [r["wall_s"] for r in summary["notebooks"]]
+    assert summary["total_wall_s"] == pytest.approx(sum(walls), abs=0.1) and summary["output_bytes"] > 0
+    assert f"| **total** | | {summary['total_wall_s']:.1f} | output folder" in table
 
 
 def test_resume_skips_done_notebooks_unless_parameters_change(nbdir, tmp_path):

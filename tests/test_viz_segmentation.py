@@ -7,7 +7,7 @@ import torch
 
 from pcrl_lib.metrics import dice
 from pcrl_lib.viz import segmentation as seg
-from pcrl_lib.viz.viewer import _OVERLAY_COLOURS
+from pcrl_lib.viz.viewer import OVERLAY_COLOURS
 
 
 @pytest.fixture
@@ -52,9 +52,9 @@ def test_render_comparison_colours_missed_found_and_false_alarm(case):
     rgb = seg.render_comparison(image, pred, truth, axis=2, alpha=1.0)
     assert rgb.shape == (8, 10, 3)                                  # rows = y, cols = x (viewer orientation)
     # With alpha 1 the overlay colour replaces the image: x=2 missed, x=4 found, x=6 false alarm, x=9 image.
-    np.testing.assert_allclose(rgb[3, 2], _OVERLAY_COLOURS[seg.MISSED])
-    np.testing.assert_allclose(rgb[3, 4], _OVERLAY_COLOURS[seg.FOUND])
-    np.testing.assert_allclose(rgb[3, 6], _OVERLAY_COLOURS[seg.FALSE_ALARM])
+    np.testing.assert_allclose(rgb[3, 2], OVERLAY_COLOURS[seg.MISSED])
+    np.testing.assert_allclose(rgb[3, 4], OVERLAY_COLOURS[seg.FOUND])
+    np.testing.assert_allclose(rgb[3, 6], OVERLAY_COLOURS[seg.FALSE_ALARM])
     assert np.allclose(rgb[3, 9], rgb[3, 9, 0]) and rgb[3, 9, 0] == pytest.approx(1.0)  # grey ramp, window [0, 1]
     assert seg.best_slice(truth, axis=2) in (1, 2)
     with pytest.raises(ValueError, match="same"):

@@ -513,4 +513,4 @@ class ImageCacheDataset(torch.utils.data.Dataset):
             image = self.transform(image)
         if self.labels is None:
             return image
-        return image, torch.from_numpy(self.labels[row])
+        return image, torch.tensor(self.labels[row])          # a copy: the table may be a read-only view

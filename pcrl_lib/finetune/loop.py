@@ -14,7 +14,8 @@ better validation score before stopping (0 = never stop early).
 
 Files under ``output_dir``::
 
-    checkpoints/last.pt    after every epoch: model, optimizer, scaler, best weights, counters, history, RNGs
+    checkpoints/last.pt    after every epoch: model, optimizer, scaler, best weights, counters, history, RNGs;
+                           once the run is finished, only its counters and history (``"finished": True``)
     best.pt                the selected (best-validation) weights, a plain state_dict
     history.json           one record per epoch: train loss, validation score and loss, time
 
@@ -22,7 +23,9 @@ Exact resume happens at epoch boundaries: the data order and any per-epoch sampl
 (seed, epoch) (datasets with a ``set_epoch(epoch)`` method are told the epoch, like PyTorch's
 ``DistributedSampler``), and every RNG the step can touch (dropout) is saved, so a run killed at any
 moment and restarted continues to the same weights as an uninterrupted run (bit-identical on CPU). A
-finished run is reused: calling :func:`fit` again loads the selected weights without training.
+finished run is reused: calling :func:`fit` again loads the selected weights without training. A finished run
+keeps one copy of its weights (``best.pt``): ``last.pt`` then drops the model, optimizer and best-weight copies,
+which would otherwise triple every run's size on disk (a 2D ResNet-18 run: ~45 MB instead of ~180 MB).
 """
 
 from __future__ import annotations
@@ -196,6 +199,7 @@ def fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg:
     history: list[dict] = []
     best_state: dict | None = None
     wall = 0.0
+    already_final = False                                    # last.pt is the weightless record of a finished run
     if resume and last.is_file():
         state = load_checkpoint(last, map_location="cpu")
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -205,14 +209,22 @@ def fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg:
         if diff:
             raise ValueError(f"checkpoint {last} was written by a run with another configuration "
                              f"({'; '.join(diff)}); pass force=True to retrain or use another output_dir")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
         epoch, best_epoch, best_score = state["epoch"], state["best_epoch"], state["best_score"]
         bad_epochs, stopped, history = state["bad_epochs"], state["stopped_early"], list(state["history"])
-        best_state, wall = state["best_model"], state["wall_time_s"]
-        restore_rng_state(state["rng"])
+        wall = state["wall_time_s"]
+        already_final = bool(state.get("finished"))
+        if already_final:
+            if not best_path.is_file():
+                raise FileNotFoundError(f"{last} records a finished run but its weights {best_path} are missing; "
+                                        "pass force=True to retrain")
+            best_state = load_checkpoint(best_path, map_location="cpu")
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
+            best_state = state["best_model"]
+            restore_rng_state(state["rng"])
     atomic_write_json(config, ckpt_dir / "config.json")
     start_epoch = epoch
 
@@ -257,7 +269,13 @@ def fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg:
                 on_epoch(record)
     model.load_state_dict(best_state)
     model.eval()
-    atomic_save(best_state, best_path)
+    if not already_final:
+        atomic_save(best_state, best_path)
+        # best.pt is written (atomically) before last.pt forgets the weights: a crash in between leaves a
+        # complete run either way.
+        atomic_save({"format": CHECKPOINT_FORMAT, "config": config, "finished": True, "epoch": epoch,
+                     "best_epoch": best_epoch, "best_score": best_score, "bad_epochs": bad_epochs,
+                     "stopped_early": stopped, "history": history, "wall_time_s": wall}, last)
     return FitResult(out, best_epoch, best_score, epoch, stopped, history, wall, precision.name,
                      reused=epoch == start_epoch)
 

@@ -220,9 +220,13 @@ class PatchDataset(Dataset):
         cases: a dataset of whole cases: dicts with ``image`` ``(C_in, *S)`` float and ``mask`` ``(*S)`` int
             (:class:`pcrl_lib.data.cache.SegmentationCaseDataset`, or a ``Subset`` of it).
         patch_size: ``P`` (multiples of 8 in 3D / 32 in 2D for the U-Nets).
-        patches_per_case: items per case per epoch.
-        foreground_prob: probability that a patch is centred on a random foreground voxel (label > 0),
-            so small structures (tumours) are seen often enough; otherwise the position is uniform.
+        patches_per_case: items per case per epoch (when ``patches_per_epoch`` is None).
+        patches_per_epoch: a fixed number of items per epoch, cycling through the cases (item ``i`` comes from
+            case ``i mod n``), as nnU-Net fixes iterations per epoch: a run on 10 % of the cases then takes as
+            many optimiser steps as a run on all of them, so label fractions compare data, not training length.
+        foreground_prob: probability that a patch is centred on a foreground voxel: a label > 0 of the case
+            drawn uniformly, then one of its voxels, so small structures (tumours) are seen often enough;
+            otherwise (and for a case without foreground) the position is uniform.
         seed: with :meth:`set_epoch`, makes every patch a pure function of (seed, epoch, index).
 
     Item: ``{"image": (C_in, *P) float32, "mask": (*P) int64}``; a case smaller than ``P`` is padded (image
@@ -230,25 +234,31 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, cases: Dataset, patch_size: Sequence[int], *, patches_per_case: int = 2,
-                 foreground_prob: float = 0.5, seed: int = 0):
+                 patches_per_epoch: int | None = None, foreground_prob: float = 0.5, seed: int = 0):
         if len(cases) == 0:
             raise ValueError("cases is empty: no volumes to cut training patches from")
         if patches_per_case < 1:
             raise ValueError(f"patches_per_case must be >= 1, got {patches_per_case}")
+        if patches_per_epoch is not None and (not isinstance(patches_per_epoch, int) or patches_per_epoch < 1):
+            raise ValueError(f"patches_per_epoch must be a positive int or None, got {patches_per_epoch!r}")
         if not 0.0 <= foreground_prob <= 1.0:
             raise ValueError(f"foreground_prob must be in [0, 1], got {foreground_prob}")
         self.cases, self.patch_size = cases, tuple(int(p) for p in patch_size)
-        self.patches_per_case, self.foreground_prob, self.seed = patches_per_case, foreground_prob, seed
+        self.patches_per_case, self.patches_per_epoch = patches_per_case, patches_per_epoch
+        self.foreground_prob, self.seed = foreground_prob, seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.cases) * self.patches_per_case
+        return self.patches_per_epoch or len(self.cases) * self.patches_per_case
 
     def __getitem__(self, index: int) -> dict:
-        case = self.cases[index // self.patches_per_case]
+        if not 0 <= index < len(self):
+            raise IndexError(f"patch index {index} out of range for {len(self)} patches per epoch")
+        case_index = index % len(self.cases) if self.patches_per_epoch else index // self.patches_per_case
+        case = self.cases[case_index]
         image, mask = torch.as_tensor(case["image"]), torch.as_tensor(case["mask"]).long()
         if image.ndim != len(self.patch_size) + 1 or tuple(image.shape[1:]) != tuple(mask.shape):
             raise ValueError(f"case {case.get('name', index)}: image {tuple(image.shape)} must be (C, *S) and mask "
@@ -262,8 +272,15 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         space = np.array(mask.shape)
         size = np.array(self.patch_size)
-        foreground = torch.nonzero(mask > 0) if rng.random() < self.foreground_prob else None
-        if foreground is not None and len(foreground):
+        foreground = None
+        if rng.random() < self.foreground_prob:
+            # Class-balanced (as nnU-Net): a random label present in the case, then a random voxel of it, so a
+            # small structure (tumour inside the liver, enhancing tumour) is centred as often as a large one.
+            labels = torch.unique(mask)
+            labels = labels[labels > 0]
+            if len(labels):
+                foreground = torch.nonzero(mask == labels[rng.integers(len(labels))])
+        if foreground is not None:
             centre = foreground[rng.integers(len(foreground))].numpy()
             start = np.clip(centre - size // 2, 0, space - size)
         else:
@@ -284,7 +301,7 @@ class SegmentationTask:
         spatial_dims: 3 (volumes) or 2.
         overlap, weighting, sw_batch_size: sliding-window settings.
         threshold: probability above which a voxel belongs to a structure.
-        patches_per_case, foreground_prob: training patch sampling (:class:`PatchDataset`).
+        patches_per_case, patches_per_epoch, foreground_prob: training patch sampling (:class:`PatchDataset`).
         compute_hd95: also report HD95 (mm) per structure on the test split.
     """
 
@@ -297,6 +314,7 @@ class SegmentationTask:
     sw_batch_size: int = 2
     threshold: float = 0.5
     patches_per_case: int = 2
+    patches_per_epoch: int | None = None
     foreground_prob: float = 0.5
     compute_hd95: bool = True
     loss: DiceBCELoss = field(default_factory=DiceBCELoss)
@@ -321,13 +339,13 @@ class SegmentationTask:
         return {"type": "segmentation", "name": self.name, "structures": {k: list(v) for k, v in self.structures.items()},
                 "spatial_dims": self.spatial_dims, "window": list(self.window), "overlap": self.overlap,
                 "weighting": self.weighting, "threshold": self.threshold, "patches_per_case": self.patches_per_case,
-                "foreground_prob": self.foreground_prob, "loss": {"bce_weight": self.loss.bce_weight,
+                "patches_per_epoch": self.patches_per_epoch, "foreground_prob": self.foreground_prob, "loss": {"bce_weight": self.loss.bce_weight,
                                                                   "dice_weight": self.loss.dice_weight}}
 
     def train_dataset(self, subset: Dataset, seed: int) -> Dataset:
         """Patches of the labelled cases (:class:`PatchDataset`), redrawn each epoch."""
         return PatchDataset(subset, self.window, patches_per_case=self.patches_per_case,
-                            foreground_prob=self.foreground_prob, seed=seed)
+                            patches_per_epoch=self.patches_per_epoch, foreground_prob=self.foreground_prob, seed=seed)
 
     def training_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         if not isinstance(batch, Mapping) or "image" not in batch or "mask" not in batch:

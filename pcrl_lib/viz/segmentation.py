@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-from .viewer import _OVERLAY_COLOURS, render_slice, slice_viewer
+from .viewer import OVERLAY_COLOURS, render_slice, slice_viewer
 
 MISSED, FOUND, FALSE_ALARM = 1, 2, 3
 COMPARISON_NAMES = {MISSED: "missed (FN)", FOUND: "found (TP)", FALSE_ALARM: "false alarm (FP)"}
@@ -131,7 +131,7 @@ def comparison_figure(image, target, predictions: Mapping[str, object], structur
             axes[row, col].set_title(f"{label}: Dice {dice_score(pred[row], target[row]):.3f}", fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
-    handles = [Patch(color=_OVERLAY_COLOURS[code], label=text) for code, text in COMPARISON_NAMES.items()]
+    handles = [Patch(color=OVERLAY_COLOURS[code], label=text) for code, text in COMPARISON_NAMES.items()]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -14,7 +14,8 @@ import numpy as np
 
 # Common CT windows as (level, width) in HU.
 WINDOWS = {"lung": (-600.0, 1500.0), "mediastinum": (40.0, 400.0), "liver": (60.0, 160.0), "bone": (400.0, 1800.0)}
-_OVERLAY_COLOURS = np.array([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.3, 0.5, 1.0], [1.0, 0.8, 0.1]])
+# RGB in [0, 1] of label k in overlays (0 = background, never drawn); labels above 4 take the last colour.
+OVERLAY_COLOURS = np.array([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [0.3, 0.5, 1.0], [1.0, 0.8, 0.1]])
 
 
 def headless() -> bool:
@@ -63,8 +64,8 @@ def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, le
     grey = apply_window(take_slice(volume, axis, index).astype(np.float32), level, width)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     if mask is not None:
-        labels = np.clip(take_slice(mask, axis, index).astype(int), 0, len(_OVERLAY_COLOURS) - 1)
-        colour = _OVERLAY_COLOURS[labels]
+        labels = np.clip(take_slice(mask, axis, index).astype(int), 0, len(OVERLAY_COLOURS) - 1)
+        colour = OVERLAY_COLOURS[labels]
         on = (labels > 0)[..., None]
         rgb = np.where(on, (1 - alpha) * rgb + alpha * colour, rgb)
     return rgb

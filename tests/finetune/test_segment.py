@@ -105,6 +105,35 @@ def test_patch_dataset_is_a_function_of_seed_epoch_index():
     assert item["image"].shape == (1, 8, 8, 8) and item["mask"].shape == (8, 8, 8)
 
 
+def test_patch_dataset_fixed_patches_per_epoch_cycles_through_cases():
+    cases = _cases(3)
+    for k, case in enumerate(cases):
+        case["image"] = torch.full_like(case["image"], float(k))      # tells the cases apart
+    ds = PatchDataset(cases, (8, 8, 8), patches_per_epoch=8, foreground_prob=1.0, seed=0)
+    assert len(ds) == 8                                                # independent of the number of cases
+    assert [int(ds[i]["image"][0, 0, 0, 0]) for i in range(8)] == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert all(ds[i]["mask"].any() for i in range(8))
+    one = PatchDataset(cases[:1], (8, 8, 8), patches_per_epoch=8, seed=0)
+    assert len(one) == 8                                               # 1 labelled case: as many steps as 3
+    with pytest.raises(IndexError, match="out of range"):
+        one[8]
+    with pytest.raises(ValueError, match="patches_per_epoch"):
+        PatchDataset(cases, (8, 8, 8), patches_per_epoch=0)
+    task = SegmentationTask("lits", {"liver": (1,)}, window=(8, 8, 8), patches_per_epoch=6)
+    assert len(task.train_dataset(cases[:1], seed=0)) == 6 and task.describe()["patches_per_epoch"] == 6
+
+
+def test_patch_dataset_oversamples_each_foreground_label_alike():
+    mask = torch.zeros(40, 40, 16, dtype=torch.long)
+    mask[:, :, :8] = 1                                                # a large structure: half the volume
+    mask[30:32, 30:32, 12:14] = 2                                     # a tiny one: 8 voxels, far from label 1
+    case = {"image": torch.randn(1, 40, 40, 16), "mask": mask}
+    ds = PatchDataset([case], (8, 8, 8), patches_per_epoch=200, foreground_prob=1.0, seed=0)
+    with_tiny = sum(bool((ds[i]["mask"] == 2).any()) for i in range(len(ds)))
+    # Labels are drawn 50/50 before a voxel: voxel-uniform sampling would hit label 2 in ~1 % of patches.
+    assert 70 <= with_tiny <= 130
+
+
 def test_patch_dataset_foreground_and_padding():
     fg = PatchDataset(_cases(), (8, 8, 8), patches_per_case=4, foreground_prob=1.0, seed=0)
     assert all(fg[i]["mask"].any() for i in range(len(fg)))

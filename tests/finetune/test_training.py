@@ -123,9 +123,9 @@ def test_resume_after_an_interruption_gives_identical_weights(tmp_path):
     resumed = fit(resumed_model, task, data, data, cfg, tmp_path / "b", progress=False)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in ref.history]
     assert resumed.best_epoch == ref.best_epoch and not resumed.reused
-    last_a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    last_b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    best_a = torch.load(tmp_path / "a" / "best.pt", weights_only=True)
+    best_b = torch.load(tmp_path / "b" / "best.pt", weights_only=True)
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
     assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
@@ -136,8 +136,19 @@ def test_early_stopping_reuse_and_config_guard(tmp_path):
     seed_everything(0)
     result = fit(build_classifier(3, 2, width=4), task, data, data, cfg, tmp_path, progress=False)
     assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 0
-    again = fit(build_classifier(3, 2, width=4), task, data, data, cfg, tmp_path, progress=False)
+    # A finished run keeps one copy of its weights: last.pt becomes a weightless record.
+    final = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert final["finished"] and not {"model", "optimizer", "best_model"} & set(final)
+    assert (tmp_path / "checkpoints" / "last.pt").stat().st_size < (tmp_path / "best.pt").stat().st_size / 4
+    reused_model = build_classifier(3, 2, width=4)
+    again = fit(reused_model, task, data, data, cfg, tmp_path, progress=False)
     assert again.reused and again.epochs_run == 3 and len(again.history) == 3
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.equal(v, best[k]) for k, v in reused_model.state_dict().items())
+    (tmp_path / "best.pt").rename(tmp_path / "kept.pt")
+    with pytest.raises(FileNotFoundError, match="best.pt are missing.*force=True"):
+        fit(build_classifier(3, 2, width=4), task, data, data, cfg, tmp_path, progress=False)
+    (tmp_path / "kept.pt").rename(tmp_path / "best.pt")
     with pytest.raises(ValueError, match="another configuration.*lr"):
         fit(build_classifier(3, 2, width=4), task, data, data, cfg.override(lr=1e-3), tmp_path, progress=False)
     more_seeds = cfg.override(seeds=(0, 1, 2), label_fractions=(0.1,), bootstrap=5, num_workers=0)
