@@ -237,7 +237,8 @@ def test_stratified_split_and_small_helpers(tmp_path):
     first = tasks_cls.encoder_tag(export)
     export.write_bytes(b"other export")
     assert tasks_cls.encoder_tag(None) == "none" and tasks_cls.encoder_tag(export) != first
-    assert tasks_cls.default_methods("quick") == ("scratch", "models_genesis", "moco", "c2l", "pcrl")
+    assert tasks_cls.default_methods("quick") == ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca",
+                                                  "pcrl")
     with pytest.raises(ValueError, match="unknown classification task 'mnist'"):
         tasks_cls.load_task("mnist", "smoke")
     with pytest.raises(ValueError, match="size must be an int >= 16"):
