@@ -339,8 +339,8 @@ class SegmentationTask:
         return {"type": "segmentation", "name": self.name, "structures": {k: list(v) for k, v in self.structures.items()},
                 "spatial_dims": self.spatial_dims, "window": list(self.window), "overlap": self.overlap,
                 "weighting": self.weighting, "threshold": self.threshold, "patches_per_case": self.patches_per_case,
-                "patches_per_epoch": self.patches_per_epoch, "foreground_prob": self.foreground_prob, "loss": {"bce_weight": self.loss.bce_weight,
-                                                                  "dice_weight": self.loss.dice_weight}}
+                "patches_per_epoch": self.patches_per_epoch, "foreground_prob": self.foreground_prob,
+                "loss": {"bce_weight": self.loss.bce_weight, "dice_weight": self.loss.dice_weight}}
 
     def train_dataset(self, subset: Dataset, seed: int) -> Dataset:
         """Patches of the labelled cases (:class:`PatchDataset`), redrawn each epoch."""

