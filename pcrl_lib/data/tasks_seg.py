@@ -73,6 +73,18 @@ DEMO_SPACING_MM = {"smoke": 6.0, "quick": 4.0, "paper": 3.0}
 DEMO_SPLITS = {"lits": ("abdomen_ct", "abdomen_ct_dicom"), "brats": ("brain1", "brain2")}
 _DEMO_LIVER_SOURCES = {"abdomen_ct": "nifti", "abdomen_ct_dicom": "dicom"}
 _SPACING_RTOL = 1e-3
+# The initialisations notebooks 08/09 compare by default: a 3D segmentation run costs more than a classification
+# run, so the CPU profiles keep scratch, the restoration baseline and PCRL.
+COMPARISON_METHODS = {
+    "smoke": ("scratch", "pcrl"),
+    "quick": ("scratch", "models_genesis", "pcrl"),
+    "paper": ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl"),
+}
+# Training patches per epoch per case of the FULL training split (every label fraction draws that many).
+PATCHES_PER_CASE = 4
+# A CPU-profile run takes ~60 optimiser steps (8 epochs × 7 steps): at the paper's 1e-3 the networks are still far
+# from converged, at 3e-3 the liver / whole tumour are learned (measured on the synthetic look-alikes).
+CPU_LR_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,32 @@ class SegmentationData:
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def default_methods(profile: str) -> tuple[str, ...]:
+    """The initialisations notebooks 08/09 compare in ``profile`` when their ``METHODS`` is None."""
+    get_profile(profile)
+    return COMPARISON_METHODS[profile]
+
+
+def finetune_config(profile: str, epochs: int | None = None, lr: float | None = None):
+    """The profile's :class:`~pcrl_lib.config.FinetuneConfig` for segmentation: ``epochs``/``lr`` override it;
+    without ``lr`` the CPU profiles (smoke, quick) train at :data:`CPU_LR_FACTOR` × the profile's rate."""
+    cfg = get_profile(profile).finetune
+    factor = 1.0 if profile == "paper" else CPU_LR_FACTOR
+    return cfg.override(epochs=int(epochs) if epochs else cfg.epochs, lr=float(lr) if lr else cfg.lr * factor)
+
+
+def default_overlap(profile: str) -> float:
+    """Sliding-window overlap: 0.5 in ``paper``, 0.25 on a CPU (fewer windows per volume)."""
+    get_profile(profile)
+    return 0.5 if profile == "paper" else 0.25
+
+
+def default_patches_per_epoch(data: "SegmentationData") -> int:
+    """Training patches per epoch at every label fraction: :data:`PATCHES_PER_CASE` per case of the full training
+    split, so a 10 % run takes as many optimiser steps as a 100 % run."""
+    return PATCHES_PER_CASE * len(data.splits["train"])
 
 
 def default_spacing(task: str, profile: str, source: str = "synthetic") -> float:

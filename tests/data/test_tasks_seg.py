@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pcrl_lib.config import get_profile
 from pcrl_lib.data import synthetic, tasks_seg
 from pcrl_lib.data.preprocess import SegmentationCase, zscore_in_mask
 from pcrl_lib.data.synthetic.ct import save_nifti
@@ -234,3 +235,17 @@ def test_run_folder_changes_with_the_encoder_the_task_and_the_settings(tmp_path)
     assert tasks_seg.run_folder(tmp_path, data, task, cfg, "scratch", None).name.startswith("scratch-none-")
     export.write_bytes(b"other weights")                              # a re-pretrained encoder
     assert tasks_seg.run_folder(tmp_path, data, task, cfg, "pcrl", export) != base
+
+
+def test_segmentation_notebook_defaults():
+    assert tasks_seg.default_methods("quick") == ("scratch", "models_genesis", "pcrl")
+    paper, quick = tasks_seg.finetune_config("paper"), tasks_seg.finetune_config("quick")
+    assert paper.lr == get_profile("paper").finetune.lr                       # the paper's rate on a GPU
+    assert quick.lr == pytest.approx(3 * get_profile("quick").finetune.lr)    # ~60 CPU steps need a larger one
+    assert tasks_seg.finetune_config("quick", epochs=2, lr=0.01).override() == quick.override(epochs=2, lr=0.01)
+    assert (tasks_seg.default_overlap("paper"), tasks_seg.default_overlap("smoke")) == (0.5, 0.25)
+    data = tasks_seg.SegmentationData("lits", "synthetic", None, {"train": ("a", "b", "c"), "val": ("d",), "test": ("e",)},
+                                      tasks_seg.STRUCTURES["lits"], ("CT",), 1.5)
+    assert tasks_seg.default_patches_per_epoch(data) == 3 * tasks_seg.PATCHES_PER_CASE
+    with pytest.raises(ValueError, match="unknown profile"):
+        tasks_seg.default_methods("fast")
