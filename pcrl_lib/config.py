@@ -17,20 +17,107 @@ A profile only sets defaults; every value can be overridden::
 
 Unknown keys raise ``KeyError`` listing the valid ones. All dataclasses are frozen: an override
 returns a new object, so a config stored in a checkpoint is exactly what ran.
+
+Every value is checked when a section is built (constructor, ``override``, ``from_dict``), so the CLI's ``-p``,
+the notebooks and the API refuse the same values with the same one-line ``ValueError`` naming the field, the
+value and what is allowed: the field's type (an ``int`` field refuses 1.5 and "abc"; a ``float`` field takes
+an int), the section's ``_RANGES`` (``">= 1"``, ``"(0, 1]"``, …), ``_TUPLES`` (element type and length) and
+``_CHOICES``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROFILES = ("smoke", "quick", "paper")
 
 
+_KINDS = {"int": ("an int", "ints"), "float": ("a number", "numbers"), "bool": ("true or false", "bools"),
+          "str": ("a string", "strings")}
+_BAD = object()
+
+
+def _convert(kind: str, value: Any) -> Any:
+    """``value`` as ``kind`` (int, float, bool, str), or ``_BAD``: 1.5 is no int, True is no number."""
+    if kind == "bool" or isinstance(value, bool):
+        return value if kind == "bool" and isinstance(value, bool) else _BAD
+    if kind == "str":
+        return value if isinstance(value, str) else _BAD
+    if not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return _BAD
+    if kind == "int":
+        return int(value) if float(value).is_integer() else _BAD
+    return float(value)
+
+
+def _within(value: float, rule: str) -> bool:
+    """``rule`` is ``">= a"``, ``"> a"`` or an interval such as ``"(0, 1]"``."""
+    if rule[0] in "[(":
+        low, high = (float(bound) for bound in rule[1:-1].split(","))
+        return (low <= value if rule[0] == "[" else low < value) and (value <= high if rule[-1] == "]" else value < high)
+    op, bound = rule.split()
+    return value >= float(bound) if op == ">=" else value > float(bound)
+
+
+def _describe(kind: str, rule: str | None, plural: bool = False) -> str:
+    name = _KINDS[kind][1 if plural else 0]
+    return name if rule is None else f"{name} {rule}" if rule[0] in "<>" else f"{name} in {rule}"
+
+
 class _Section:
-    """Mixin: ``override`` with validated keys, ``to_dict`` / ``from_dict`` for checkpoints."""
+    """Mixin: ``override`` with validated keys, ``to_dict`` / ``from_dict`` for checkpoints, and the value checks
+    (``_RANGES``: field → rule; ``_TUPLES``: field → (element type, length or None for any non-empty length);
+    ``_CHOICES``: field → allowed values). A field without a rule is checked by its type only."""
+
+    _RANGES: dict = {}
+    _TUPLES: dict = {}
+    _CHOICES: dict = {}
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            checked = self._checked(f.name, str(f.type), value)
+            if checked is not value:  # ints given to float fields, lists given to tuple fields
+                object.__setattr__(self, f.name, checked)
+
+    def _checked(self, name: str, annotation: str, value: Any) -> Any:
+        """``value`` converted to the field's type, or one ``ValueError`` naming field, value and what is allowed."""
+        kinds = [part.strip() for part in annotation.split("|")]
+        kind = kinds[0].split("[")[0]
+        if value is None and "None" in kinds:
+            return None
+        where, rule = f"{type(self).__name__}.{name}", self._RANGES.get(name)
+        if name in self._CHOICES:
+            choices = self._CHOICES[name]
+            if isinstance(value, str) and value in choices:
+                return value
+            allowed = ", ".join(map(str, choices)) + (" or None" if "None" in kinds else "")
+            raise ValueError(f"{where} must be one of {allowed}, got {value!r}")
+        if kind == "tuple":
+            element, length = self._TUPLES.get(name, (None, None))
+            items = tuple(value) if isinstance(value, (list, tuple)) else None
+            if element is None:
+                if items is None:
+                    raise ValueError(f"{where} must be a list, got {value!r}")
+                return items
+            converted = None if items is None else tuple(_convert(element, item) for item in items)
+            if converted is None or not converted or (length is not None and len(converted) != length) \
+                    or any(item is _BAD or (rule is not None and not _within(item, rule)) for item in converted):
+                size = f"{length} " if length is not None else "non-empty list of "
+                raise ValueError(f"{where} must be a {'list of ' if length is not None else ''}{size}"
+                                 f"{_describe(element, rule, plural=True)}, got {value!r}")
+            return converted
+        if kind not in _KINDS:  # e.g. a nested section: checked by its own class
+            return value
+        converted = _convert(kind, value)
+        if converted is _BAD or (rule is not None and not _within(converted, rule)):
+            raise ValueError(f"{where} must be {_describe(kind, rule)}, got {value!r}")
+        return converted
 
     def override(self, **kw: Any):
         valid = [f.name for f in fields(self)]
@@ -57,6 +144,11 @@ class _Section:
 class DataConfig(_Section):
     """Data preparation. Sizes are (H, W) in 2D and (D0, D1, D2) = (x, y, z) in 3D (z = slices)."""
 
+    _RANGES = {"image_size_2d": ">= 1", "cube_size": ">= 1", "spacing_mm": "> 0", "pairs_per_scan": ">= 1",
+               "synthetic_2d": ">= 1", "synthetic_3d": ">= 1", "synthetic_seg": ">= 1", "synthetic_3d_size": ">= 1",
+               "num_workers": ">= 0"}
+    _TUPLES = {"cube_size": ("int", 3)}
+
     image_size_2d: int = 128          # 2D cache / crop side
     cube_size: tuple = (32, 32, 16)   # 3D pretraining cube (paper: 64×64×32)
     spacing_mm: float = 1.0           # CT resampling target (isotropic)
@@ -71,6 +163,15 @@ class DataConfig(_Section):
 @dataclass(frozen=True)
 class PretrainConfig(_Section):
     """Self-supervised pretraining (PCRL_SPEC §5, §6, §8). Legend: K queue size, m EMA momentum, T τ."""
+
+    _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "image_size_2d": ">= 1",
+               "cube_size": ">= 1", "width_3d": ">= 1", "lr": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0",
+               "K": ">= 1", "m": "[0, 1]", "T": "> 0", "feat_dim": ">= 1", "max_steps_per_epoch": ">= 0",
+               "checkpoint_every": ">= 0", "num_workers": ">= 0", "log_every": ">= 1"}
+    _TUPLES = {"cube_size": ("int", 3)}
+    # experiments.PRETRAIN_METHODS, contrastive.ESTIMATORS and precision.PRECISIONS (tests keep them equal)
+    _CHOICES = {"method": ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco", "models_genesis"),
+                "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16")}
 
     method: str = "pcrl"              # pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis
     epochs: int = 4
@@ -98,6 +199,12 @@ class PretrainConfig(_Section):
 @dataclass(frozen=True)
 class FinetuneConfig(_Section):
     """Few-label fine-tuning and evaluation (PCRL_SPEC §10)."""
+
+    _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
+               "label_fractions": "(0, 1]", "seeds": ">= 0", "patience": ">= 0", "bootstrap": ">= 0",
+               "num_workers": ">= 0", "max_steps_per_epoch": ">= 0"}
+    _TUPLES = {"label_fractions": ("float", None), "seeds": ("int", None)}
+    _CHOICES = {"precision": ("auto", "fp32", "bf16", "fp16")}
 
     epochs: int = 8
     batch_size_2d: int = 16

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pcrl_lib.config import PROFILES, PretrainConfig, Profile, get_profile
+from pcrl_lib.config import PROFILES, FinetuneConfig, PretrainConfig, Profile, get_profile
 
 
 def test_profiles_exist_and_scale_up():
@@ -54,3 +54,72 @@ def test_json_round_trip_keeps_tuples():
     back = Profile.from_dict(json.loads(p.to_json()))
     assert back == p and isinstance(back.pretrain.cube_size, tuple)
     assert PretrainConfig.from_dict(p.pretrain.to_dict()) == p.pretrain
+
+
+# ------------------------------------------------------------------------------------------- value checks
+@pytest.mark.parametrize("section, key, value, message", [
+    ("pretrain", "batch_size_2d", 0, "PretrainConfig.batch_size_2d must be an int >= 1, got 0"),
+    ("pretrain", "epochs", 1.5, "PretrainConfig.epochs must be an int >= 1, got 1.5"),
+    ("pretrain", "epochs", "abc", "PretrainConfig.epochs must be an int >= 1, got 'abc'"),
+    ("pretrain", "epochs", True, "PretrainConfig.epochs must be an int >= 1, got True"),
+    ("pretrain", "max_steps_per_epoch", -3, "PretrainConfig.max_steps_per_epoch must be an int >= 0, got -3"),
+    ("pretrain", "lr", 0, "PretrainConfig.lr must be a number > 0, got 0"),
+    ("pretrain", "lr", float("nan"), "PretrainConfig.lr must be a number > 0, got nan"),
+    ("pretrain", "m", 1.5, "PretrainConfig.m must be a number in [0, 1], got 1.5"),
+    ("pretrain", "cube_size", (16, 16), "PretrainConfig.cube_size must be a list of 3 ints >= 1, got (16, 16)"),
+    ("pretrain", "method", "simclr", "PretrainConfig.method must be one of pcrl, pcrl_tca, pcrl_recon, c2l, moco"),
+    ("pretrain", "nce", "ce", "PretrainConfig.nce must be one of nce, infonce or None, got 'ce'"),
+    ("pretrain", "precision", "half", "PretrainConfig.precision must be one of auto, fp32, bf16, fp16, got 'half'"),
+    ("pretrain", "align_targets", "yes", "PretrainConfig.align_targets must be true or false, got 'yes'"),
+    ("finetune", "label_fractions", (0.0, 1.0), "FinetuneConfig.label_fractions must be a non-empty list of numbers "
+                                                "in (0, 1], got (0.0, 1.0)"),
+    ("finetune", "seeds", (), "FinetuneConfig.seeds must be a non-empty list of ints >= 0, got ()"),
+    ("finetune", "patience", -1, "FinetuneConfig.patience must be an int >= 0, got -1"),
+    ("data", "spacing_mm", -1.0, "DataConfig.spacing_mm must be a number > 0, got -1.0"),
+    ("data", "num_workers", 0.5, "DataConfig.num_workers must be an int >= 0, got 0.5"),
+])
+def test_bad_values_raise_one_line_naming_field_value_and_range(section, key, value, message):
+    # the same check through every door: a section's override, the profile (flat and nested) and from_dict
+    cfg = get_profile("quick")
+    for build in (lambda: getattr(cfg, section).override(**{key: value}),
+                  lambda: get_profile("quick", **{f"{section}__{key}": value}),
+                  lambda: cfg.override(**{section: {key: value}}),
+                  lambda: type(getattr(cfg, section)).from_dict({key: value})):
+        with pytest.raises(ValueError) as err:
+            build()
+        assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_values_are_converted_to_the_field_type():
+    cfg = PretrainConfig(lr=1, epochs=2.0, cube_size=[8, 8, 4], nce=None)
+    assert (cfg.lr, cfg.epochs, cfg.cube_size) == (1.0, 2, (8, 8, 4))
+    assert isinstance(cfg.lr, float) and isinstance(cfg.epochs, int)
+    assert get_profile("smoke", finetune__seeds=[3]).finetune.seeds == (3,)
+
+
+def test_choices_match_the_library():
+    from pcrl_lib.contrastive import ESTIMATORS
+    from pcrl_lib.experiments import PRETRAIN_METHODS
+    from pcrl_lib.precision import PRECISIONS
+
+    assert set(PretrainConfig._CHOICES["method"]) == set(PRETRAIN_METHODS)
+    assert tuple(PretrainConfig._CHOICES["nce"]) == tuple(ESTIMATORS)
+    assert tuple(PretrainConfig._CHOICES["precision"]) == tuple(PRECISIONS)
+    assert tuple(FinetuneConfig._CHOICES["precision"]) == tuple(PRECISIONS)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("batch_size_2d", "0", "PretrainConfig.batch_size_2d must be an int >= 1, got 0"),
+    ("epochs", "1.5", "PretrainConfig.epochs must be an int >= 1, got 1.5"),
+    ("max_steps_per_epoch", "-3", "PretrainConfig.max_steps_per_epoch must be an int >= 0, got -3"),
+    ("epochs", "abc", "PretrainConfig.epochs must be an int >= 1, got 'abc'"),
+])
+def test_train_cli_refuses_bad_values_in_one_line_before_any_work(tmp_path, capsys, key, value, message):
+    from pcrl_lib import train
+
+    out = tmp_path / "run"
+    code = train.main(["--dim", "2", "--profile", "smoke", "--data", str(tmp_path / "cache"), "--output-dir", str(out),
+                       "-p", key, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message}\n"
+    assert not out.exists()  # refused before the output folder (or anything else) was touched
