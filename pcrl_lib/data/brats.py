@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .volume import read_nifti_array, refuse_nonfinite
+
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 LABELS = {0: "background", 1: "NCR/NET", 2: "edema", 4: "enhancing tumour"}
 REGIONS = ("WT", "TC", "ET")
@@ -58,10 +60,9 @@ def read_case(case_dir: str | Path, modalities: tuple[str, ...] = MODALITIES, wi
     """Read one case: ``image`` float32 ``(C, X, Y, Z)`` (C = len(modalities), in the given order),
     ``seg`` uint8 ``(X, Y, Z)`` with labels {0, 1, 2, 4} (None when ``with_seg`` is False) and the spacing
     (mm). Raises ``FileNotFoundError`` for a missing modality and ``ValueError`` for unknown modality
-    names, non-3D files, shape / spacing mismatches between files, or unknown mask labels.
+    names, truncated or non-3D files (a 4th axis of length 1 is dropped), NaN/±inf voxels, shape / spacing
+    mismatches between files, or unknown mask labels.
     """
-    import nibabel as nib
-
     case_dir = Path(case_dir)
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown or not modalities:
@@ -70,14 +71,9 @@ def read_case(case_dir: str | Path, modalities: tuple[str, ...] = MODALITIES, wi
     arrays, spacing, shape = [], None, None
     for name in names:
         path = modality_file(case_dir, name)
-        try:
-            image = nib.load(str(path))
-            data = np.asarray(image.dataobj, dtype=np.float32)
-        except Exception as err:  # nibabel raises many types for damaged files (ImageFileError, EOFError, zlib...)
-            raise ValueError(f"{path}: cannot read NIfTI ({type(err).__name__}: {err})") from None
-        if data.ndim != 3:
-            raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
-        zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+        data, zooms = read_nifti_array(path)   # truncated file: CorruptVolumeError; (X, Y, Z, 1) read as 3D
+        refuse_nonfinite(data, path)           # a NaN would make the channel's z-score NaN everywhere
+        data = data.astype(np.float32, copy=False)
         if shape is None:
             shape, spacing, first = data.shape, zooms, path
         elif data.shape != shape:

@@ -3,7 +3,9 @@
 ``check(root, "luna16")`` walks the folder, reads headers only (SimpleITK ``ReadImageInformation`` for
 MetaImage, nibabel headers for NIfTI, PIL ``verify()`` for PNG) and compares them with the real
 dataset's layout (see ``data/README.md``). Each :class:`Problem` names a path and what was expected there.
-``deep=True`` additionally reads mask voxels (label values) and fully decodes the sampled images.
+``deep=True`` additionally reads every volume's voxels (a truncated ``.nii.gz`` shows only there; NaN/±inf
+voxels, which the readers refuse, and mask label values are reported) and fully decodes the sampled images.
+One 4D policy with the readers: a 4th axis of length 1 is accepted, any other is an error.
 
 Problems are errors (the readers would fail or give wrong results) or warnings (worth knowing, e.g.
 candidates that refer to scans of subsets you have not downloaded).
@@ -19,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from . import brats, chexpert, lits, luna, nih
+from .volume import (CorruptVolumeError, count_nonfinite, dimension_problem, read_mhd_header, read_nifti_array,
+                     read_volume, verify_complete)
 
 DATASETS = ("nih", "chexpert", "luna16", "lits", "brats")
 EXAMPLES = 3  # paths quoted per aggregated problem
@@ -79,7 +83,7 @@ def check(root: str | Path, dataset: str, limit: int | None = 200, deep: bool = 
     """Check the folder ``root`` against the layout of ``dataset`` (one of :data:`DATASETS`).
 
     ``limit``: how many 2D images to open (the rest are only checked to exist; None = all). ``deep``: also
-    read mask voxels and fully decode images. ``raise_on_error``: raise one ValueError listing all problems.
+    read all voxels of every volume (truncation, NaN/±inf, mask labels) and fully decode images. ``raise_on_error``: raise one ValueError listing all problems.
     """
     if dataset not in _CHECKS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -257,25 +261,20 @@ def _check_chexpert(root: Path, report: CheckReport, limit: int | None, deep: bo
 
 
 # --------------------------------------------------------------------------------------------- LUNA16
-_ELEMENT_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-                  "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+def _nonfinite(path: Path, array: np.ndarray, report: CheckReport) -> None:
+    nan, inf = count_nonfinite(array)
+    if nan or inf:
+        report.add(path, f"{nan + inf} non-finite voxel(s) of {int(array.size)} ({nan} NaN, {inf} ±inf); the readers "
+                         "refuse them (read with nonfinite='keep' to accept them) — fix or replace the file")
 
 
-def _mhd_header(path: Path) -> dict[str, str]:
-    fields = {}
-    for line in path.read_text(errors="replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def _check_mhd(path: Path, report: CheckReport) -> tuple | None:
-    """Header and .raw size of one scan; returns (size, origin, spacing, direction) when readable."""
+def _check_mhd(path: Path, report: CheckReport, deep: bool = False) -> tuple | None:
+    """Header and .raw size of one scan (under ``deep`` also NaN/±inf in float voxels); returns
+    (size, origin, spacing, direction) when readable."""
     import SimpleITK as sitk
 
     try:
-        header = _mhd_header(path)
+        header = read_mhd_header(path)
     except OSError as err:
         report.add(path, f"cannot read header ({err})")
         return None
@@ -296,19 +295,23 @@ def _check_mhd(path: Path, report: CheckReport) -> tuple | None:
         report.add(path, f"unreadable MetaImage header ({last[-1] if last else err})")
         return None
     size = reader.GetSize()
-    if len(size) != 3:
-        report.add(path, f"expected a 3D scan, header says {len(size)}D")
+    problem = dimension_problem(size)
+    if problem:
+        report.add(path, f"MetaImage: {problem}")
         return None
-    element = header.get("ElementType", "")
-    if header.get("CompressedData", "False").lower() != "true" and element in _ELEMENT_BYTES:
-        channels = int(header.get("ElementNumberOfChannels", "1"))
-        expected = int(np.prod(size)) * _ELEMENT_BYTES[element] * channels
-        actual = raw.stat().st_size
-        if actual < expected:
-            report.add(raw, f"truncated .raw: expected {expected} bytes for {size} {element}, found {actual}; "
-                            "re-extract the subset archive")
-            return None
-    return size, reader.GetOrigin(), reader.GetSpacing(), np.asarray(reader.GetDirection()).reshape(3, 3)
+    try:
+        verify_complete(path)
+    except CorruptVolumeError as err:
+        report.add(err.path, f"{err.problem} (or re-extract the subset archive)")
+        return None
+    if deep and header.get("ElementType") in ("MET_FLOAT", "MET_DOUBLE"):  # integer voxels are always finite
+        try:
+            _nonfinite(path, read_volume(path, np.float64, nonfinite="keep").array, report)
+        except ValueError as err:
+            report.add(path, f"cannot read voxels ({err})")
+    n = reader.GetDimension()
+    return (size[:3], reader.GetOrigin()[:3], reader.GetSpacing()[:3],
+            np.asarray(reader.GetDirection()).reshape(n, n)[:3, :3])
 
 
 def _check_luna16(root: Path, report: CheckReport, limit: int | None, deep: bool) -> None:
@@ -326,7 +329,7 @@ def _check_luna16(root: Path, report: CheckReport, limit: int | None, deep: bool
                 report.add(path, f"seriesuid also present as {scans[path.stem]}; expected each scan once")
                 continue
             scans[path.stem] = path
-            info = _check_mhd(path, report)
+            info = _check_mhd(path, report, deep)
             if info is not None:
                 geometry[path.stem] = info
     report.summary["subsets"] = len(subsets)
@@ -380,7 +383,9 @@ def _check_inside(path: Path, table: pd.DataFrame, numeric: pd.DataFrame, geomet
 
 # --------------------------------------------------------------------------------------------- NIfTI
 def _nifti_header(path: Path, report: CheckReport, deep: bool, labels: dict | None = None):
-    """Header of one NIfTI (shape, zooms); checks 3D, truncation of .nii and, under ``deep``, label values."""
+    """Header of one NIfTI (3D shape, zooms); checks 3D (a 4th axis of length 1 is dropped, as the readers
+    do), the size of a ``.nii`` and, under ``deep``, every voxel: a truncated ``.nii.gz`` (only visible when
+    decompressed), NaN/±inf and label values."""
     import nibabel as nib
 
     try:
@@ -390,27 +395,26 @@ def _nifti_header(path: Path, report: CheckReport, deep: bool, labels: dict | No
     except Exception as err:  # nibabel raises many types for damaged files (ImageFileError, EOFError, zlib...)
         report.add(path, f"unreadable NIfTI ({type(err).__name__}: {str(err).strip()[:100]})")
         return None
-    if len(shape) != 3:
-        report.add(path, f"NIfTI has {len(shape)} dimensions {shape}; expected a 3D volume (X, Y, Z)")
+    problem = dimension_problem(shape)
+    if problem:
+        report.add(path, f"NIfTI: {problem}")
         return None
-    if path.name.endswith(".nii"):
-        expected = int(image.header["vox_offset"]) + int(np.prod(shape)) * image.get_data_dtype().itemsize
-        actual = path.stat().st_size
-        if actual < expected:
-            report.add(path, f"truncated NIfTI: expected {expected} bytes, found {actual}")
-            return None
+    try:
+        if deep:
+            data, _ = read_nifti_array(path)  # fails on a short file with verify_complete's message
+        elif path.name.endswith(".nii"):
+            verify_complete(path)             # a file-size check, no reading
+    except CorruptVolumeError as err:
+        report.add(path, err.problem)
+        return None
     if deep:
-        try:
-            data = np.asarray(image.dataobj)
-        except Exception as err:  # truncated .nii.gz surfaces only when the data are read
-            report.add(path, f"cannot read voxel data ({type(err).__name__}: {str(err).strip()[:100]})")
-            return None
+        _nonfinite(path, data, report)
         if labels is not None:
             values = np.unique(data)
             bad = values[~np.isin(values, list(labels))]
             if bad.size:
                 report.add(path, f"unexpected label value(s) {bad.tolist()[:10]}; expected {sorted(labels)}")
-    return shape, zooms[:3]
+    return shape[:3], zooms[:3]
 
 
 def _compare(report: CheckReport, path: Path, info, reference_path: Path, reference) -> None:
@@ -436,7 +440,7 @@ def _check_lits(root: Path, report: CheckReport, limit: int | None, deep: bool) 
     for number in sorted(set(masks) - set(volumes)):
         report.add(masks[number], f"segmentation of case {number} without its volume", level="warning")
     for number in sorted(volumes):
-        ct = _nifti_header(volumes[number], report, deep=False)
+        ct = _nifti_header(volumes[number], report, deep)
         if number not in masks:
             report.add(volumes[number], f"missing segmentation of case {number} (segmentation-{number}.nii(.gz) "
                                         f"or labelsTr/{volumes[number].name}) for this volume")

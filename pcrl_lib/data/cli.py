@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     c.add_argument("--root", required=True, help="the dataset's root folder")
     c.add_argument("--limit", type=int, default=200, help="2D images to open (default 200; 0 = none, -1 = all)")
-    c.add_argument("--deep", action="store_true", help="also read mask voxels and fully decode images")
+    c.add_argument("--deep", action="store_true",
+                   help="also read every voxel (truncated .nii.gz files, NaN/inf voxels, mask labels) and fully "
+                        "decode images; slower: reads whole volumes")
     s = sub.add_parser("synthetic", help="write a seeded synthetic look-alike in the real on-disk format")
     s.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     s.add_argument("--root", required=True, help="output folder (created; must be empty or a look-alike)")

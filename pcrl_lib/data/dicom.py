@@ -10,7 +10,8 @@ Radiograph pipeline (DICOM PS3.3 C.11, the order a viewer applies):
    ``MONOCHROME2`` convention used everywhere in the kit (air black, bone white).
 
 Series: slices are ordered by their position along the slice normal (``ImagePositionPatient`` projected
-onto ``row × column`` of ``ImageOrientationPatient``), never by file name or ``InstanceNumber``.
+onto ``row × column`` of ``ImageOrientationPatient``), never by file name or ``InstanceNumber``; the slice
+spacing is a least-squares fit of those positions, and a missing, unreadable or tilted slice is an error.
 Geometry follows :mod:`pcrl_lib.data.volume`: ``array`` is ``(X, Y, Z)`` with X the column index, Y the
 row index and Z the slice index; world coordinates are LPS millimetres.
 """
@@ -24,7 +25,7 @@ from typing import Literal, Union
 
 import numpy as np
 
-from .volume import Volume
+from .volume import FIX, CorruptVolumeError, Volume
 
 Window = Union[tuple[float, float], Literal["data"], None]
 
@@ -48,6 +49,7 @@ class DicomMeta:
 
 
 def _read(path: Path, **kwargs):
+    """The dataset of ``path``; ValueError "not a DICOM file", CorruptVolumeError for a DICOM file cut short."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -55,20 +57,52 @@ def _read(path: Path, **kwargs):
         return pydicom.dcmread(str(path), **kwargs)
     except InvalidDicomError as err:
         raise ValueError(f"{path}: not a DICOM file ({err})") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as err:  # pydicom's parse errors vary
+        raise CorruptVolumeError(path, f"damaged DICOM file ({type(err).__name__}: {str(err).strip()[:120]}); "
+                                 f"{FIX}") from None
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """A ``.dcm``/``.dicom``/``.ima`` name or the ``DICM`` marker at byte 128: a slice, not a README."""
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _decoder_available(syntax) -> bool:
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except (NotImplementedError, ValueError):  # no decoder at all for this transfer syntax
+        return False
 
 
 def _pixels(ds, path: Path) -> np.ndarray:
-    """Decoded stored values, with a clear message when the transfer syntax needs a missing decoder."""
+    """Decoded stored values. A short native pixel data element says "pixel data truncated"; the advice to
+    install a decoder comes only when no installed plugin can decode the transfer syntax."""
     if "PixelData" not in ds:
         raise ValueError(f"{path}: the DICOM file holds no pixel data")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = syntax is not None and syntax.is_compressed
+    if not compressed and all(t in ds for t in ("Rows", "Columns", "BitsAllocated")):
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames * int(ds.BitsAllocated)
+        expected, actual = (bits + 7) // 8, len(ds.PixelData)
+        if actual < expected:
+            raise CorruptVolumeError(path, f"pixel data truncated: {actual} of {expected} bytes "
+                                     f"({int(ds.Rows)}×{int(ds.Columns)}, {int(ds.BitsAllocated)}-bit); {FIX}")
     try:
         return ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError) as err:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise ValueError(
-            f"{path}: cannot decode pixels with transfer syntax {syntax} ({err}); install a decoder "
-            "plugin for pydicom (e.g. pylibjpeg with its openjpeg/libjpeg extras) or convert the file"
-        ) from None
+        if compressed and not _decoder_available(syntax):
+            raise ValueError(
+                f"{path}: cannot decode pixels with transfer syntax {syntax} ({syntax.name}); install a decoder "
+                "plugin for pydicom (e.g. pylibjpeg with its openjpeg/libjpeg extras, or GDCM) or convert the file"
+            ) from None
+        raise CorruptVolumeError(path, f"cannot decode the pixel data (transfer syntax {syntax}: "
+                                 f"{str(err).strip()[:160]}); the file is damaged — {FIX}") from None
 
 
 def _first(value) -> float:
@@ -96,13 +130,25 @@ def _voi(values: np.ndarray, center: float, width: float, function: str) -> np.n
     return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
 
 
+def _file_window(ds, path: Path) -> tuple[float, float, str] | None:
+    """The file's first (center, width, VOILUTFunction) preset; None when absent or when the width is invalid
+    (PS3.3 C.11.2.1.2 needs width >= 1 for LINEAR, > 0 otherwise; writers put 0 for "no window")."""
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return None
+    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        raise ValueError(f"{path}: unknown VOILUTFunction {function!r}; pass window=(center, width)")
+    return (center, width, function) if width > (1.0 if function == "LINEAR" else 0.0) else None
+
+
 def read_dicom_image(path: str | Path, window: Window = None) -> tuple[np.ndarray, DicomMeta]:
     """Read a single-frame greyscale DICOM image (a radiograph, one CT slice) ready for display/training.
 
     Args:
         path: the ``.dcm`` file.
         window: ``None`` → the file's first ``WindowCenter``/``WindowWidth`` preset with its
-            ``VOILUTFunction`` (data range when the file has none); ``(center, width)`` in modality
+            ``VOILUTFunction`` (data range when the file has none or its width is 0); ``(center, width)`` in modality
             units (e.g. HU) → that window, linearly; ``"data"`` → the image's min..max.
 
     Returns:
@@ -130,14 +176,9 @@ def read_dicom_image(path: str | Path, window: Window = None) -> tuple[np.ndarra
     else:
         values = stored.astype(np.float64) * slope + intercept
 
-    function = "LINEAR"
-    if window is None and ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
-        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-        if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-            raise ValueError(f"{path}: unknown VOILUTFunction {function!r}; pass window=(center, width)")
-        if width <= (1.0 if function == "LINEAR" else 0.0):
-            raise ValueError(f"{path}: WindowWidth {width} is invalid; pass window=(center, width) or 'data'")
+    preset = _file_window(ds, path) if window is None else None
+    if preset is not None:
+        center, width, function = preset
         source = "dicom"
     elif window is None or window == "data":
         lo, hi = float(values.min()), float(values.max())
@@ -168,18 +209,79 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
+def _decimals(value) -> int:
+    """Decimals written in a DS value ("-75.699997" → 6), from the file's own string when pydicom kept it."""
+    text = str(getattr(value, "original_string", None) or value).strip().lower()
+    mantissa, _, exponent = text.partition("e")
+    places = len(mantissa.partition(".")[2])
+    return max(0, places - int(exponent or 0))
+
+
+def _rounding_allowance(slices, normal: np.ndarray) -> float:
+    """Largest change of a slice gap (mm) that rounding of ImagePositionPatient can explain: each coordinate
+    written with d decimals is off by up to 0.5·10^-d, a projection on ``normal`` sums those (× |normal_i|) and
+    a gap is the difference of two. Coordinates equal in every slice shift all slices alike and are left out."""
+    text = [list(ds.ImagePositionPatient) for _, ds in slices]
+    allowance = 0.0
+    for axis in range(3):
+        values = [row[axis] for row in text]
+        if len({float(v) for v in values}) > 1:
+            allowance += 0.5 * 10.0 ** -max(_decimals(v) for v in values) * abs(normal[axis])
+    return 2.0 * allowance
+
+
+def _slice_geometry(folder: Path, ordered, positions: np.ndarray, normal: np.ndarray, pixel_spacing,
+                    spacing_tolerance: float) -> float:
+    """Slice spacing (mm) fitted by least squares to the positions along ``normal`` of the slices in order,
+    after checking that they sit on one evenly spaced line along the normal (no missing slice, no tilt)."""
+    along = positions @ normal                                         # (Z,) mm along the slice normal
+    index = np.arange(len(along), dtype=np.float64)
+    gaps = np.diff(along)
+    if gaps.min() <= 1e-3:
+        k = int(np.argmin(gaps))
+        raise ValueError(f"{folder}: two slices share a position along the slice normal (duplicates?): "
+                         f"{ordered[k][0].name} and {ordered[k + 1][0].name}")
+    spacing, start = np.polyfit(index, along, 1)
+    allowance = _rounding_allowance(ordered, normal)
+    # Rounded positions move gaps by up to `allowance`; capped at half the spacing so a missing slice
+    # (a gap of twice the spacing) is always caught.
+    tolerance = max(spacing_tolerance * spacing, min(allowance, 0.5 * spacing))
+    off_gap = np.abs(gaps - spacing)
+    off_line = np.abs(along - (start + spacing * index))
+    if max(off_gap.max(), off_line.max()) > tolerance:
+        k = int(np.argmax(off_gap))
+        raise ValueError(f"{folder}: slice gaps vary from {gaps.min():.3f} to {gaps.max():.3f} mm around the fitted "
+                         f"spacing {spacing:.3f} mm (largest off: {gaps[k]:.3f} mm between {ordered[k][0].name} and "
+                         f"{ordered[k + 1][0].name}; a missing slice?); raise spacing_tolerance= (now "
+                         f"{spacing_tolerance:g} of the spacing) to accept it")
+    # Slices must be stacked along their normal: an in-plane drift of the positions is a gantry tilt (a
+    # sheared grid, which Volume's direction matrix cannot hold).
+    in_plane = positions - np.outer(along, normal)                       # (Z, 3)
+    drift = np.polyfit(index, in_plane, 1)[0]                            # (3,) mm per slice
+    shift = float(np.linalg.norm(drift)) * (len(along) - 1)
+    if shift > max(0.5 * min(pixel_spacing), 2.0 * allowance):
+        angle = float(np.degrees(np.arctan2(np.linalg.norm(drift), spacing)))
+        raise ValueError(f"{folder}: slices are not stacked along their normal: the in-plane position moves "
+                         f"{shift:.2f} mm over the series (gantry tilt of about {angle:.1f}°); the kit reads "
+                         "untilted grids only — resample the series first (e.g. dcm2niix corrects tilt)")
+    return float(spacing)
+
+
 def read_dicom_series(folder: str | Path, series_uid: str | None = None,
-                      spacing_tolerance: float = 0.01) -> Volume:
+                      spacing_tolerance: float = 0.1) -> Volume:
     """Read a folder of single-frame DICOM slices (one CT/MR series) into a :class:`Volume` in modality units.
 
     Args:
-        folder: the folder holding the slices; files that are not DICOM images are ignored.
+        folder: the folder holding the slices; files that are not DICOM (no ``.dcm`` name nor ``DICM``
+            marker) are ignored, a DICOM slice that cannot be read is an error naming it (never dropped).
         series_uid: which ``SeriesInstanceUID`` to read when the folder holds several.
-        spacing_tolerance: largest allowed relative spread of the gaps between slice positions.
+        spacing_tolerance: largest allowed deviation of a slice gap (and of a slice position) from the
+            least-squares fit of position vs slice index, as a fraction of the fitted spacing; rounding of
+            ImagePositionPatient (judged from its decimals) is allowed on top, up to half the spacing.
 
     Returns:
         ``Volume`` with ``array`` float32 ``(X, Y, Z)`` (HU for CT: per-slice RescaleSlope/Intercept
-        applied), ``spacing`` ``(column, row, slice-gap)`` mm, ``origin`` the first slice's
+        applied), ``spacing`` ``(column, row, fitted slice spacing)`` mm, ``origin`` the first slice's
         ImagePositionPatient and ``direction`` columns ``(row cosine, column cosine, slice normal)``.
     """
     folder = Path(folder)
@@ -194,10 +296,18 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None,
     for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
             ds = _read(file)
+        except CorruptVolumeError:
+            raise
         except ValueError:
-            continue  # README files, DICOMDIR indexes and the like sit beside slices
-        if "PixelData" not in ds or "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            continue
+            if _looks_like_dicom(file):
+                raise CorruptVolumeError(file, "named or marked as a DICOM slice but not readable as one; "
+                                               f"{FIX}, or move it out of the folder") from None
+            continue  # README files and the like sit beside slices
+        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+            continue  # DICOMDIR indexes, reports, localisers without geometry
+        if "PixelData" not in ds:
+            raise CorruptVolumeError(file, f"a slice (it has ImagePositionPatient) without pixel data; the file "
+                                     f"is cut short — {FIX}")
         uid = str(ds.get("SeriesInstanceUID", "unknown"))
         series[uid].append((file, ds))
         descriptions.setdefault(uid, str(ds.get("SeriesDescription", "")))
@@ -217,37 +327,31 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None,
     shape = (int(first.Rows), int(first.Columns))
     for file, ds in slices:
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise ValueError(f"{file}: slice size {(ds.Rows, ds.Columns)} differs from {first_file.name}'s {shape}")
+            raise ValueError(f"{file}: slice size {(int(ds.Rows), int(ds.Columns))} differs from {first_file.name}'s "
+                             f"{shape}")
         if not np.allclose([float(v) for v in ds.ImageOrientationPatient], orientation, atol=1e-4):
             raise ValueError(f"{file}: ImageOrientationPatient differs from {first_file.name}'s (a tilted or "
                              "mixed series); pass series_uid= of a single acquisition")
+    if first.get("PixelSpacing") is None:
+        raise ValueError(f"{first_file}: no PixelSpacing, so the series has no physical geometry")
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
     row_dir, col_dir = _unit(orientation[:3]), _unit(orientation[3:])
-    normal = np.cross(row_dir, col_dir)
+    normal = _unit(np.cross(row_dir, col_dir))
 
     positions = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in slices])  # (Z, 3)
     order = np.argsort(positions @ normal, kind="stable")
-    along = (positions @ normal)[order]
+    ordered = [slices[i] for i in order]
     if len(slices) > 1:
-        gaps = np.diff(along)
-        if gaps.min() <= 1e-3:
-            raise ValueError(f"{folder}: two slices share a position along the slice normal (duplicates?)")
-        if gaps.max() - gaps.min() > spacing_tolerance * np.median(gaps) + 1e-3:
-            raise ValueError(f"{folder}: slice gaps vary from {gaps.min():.3f} to {gaps.max():.3f} mm (a missing "
-                             "slice?); raise spacing_tolerance= to accept it")
-        slice_gap = float(np.median(gaps))
+        slice_gap = _slice_geometry(folder, ordered, positions[order], normal, (row_spacing, col_spacing),
+                                    spacing_tolerance)
     else:
         slice_gap = float(first.get("SliceThickness", 1.0) or 1.0)
 
-    ordered = [slices[i] for i in order]
     stored = np.stack([_pixels(ds, file) for file, ds in ordered]).astype(np.float32)  # (Z, rows, cols)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for _, ds in ordered], dtype=np.float32)
     intercepts = np.asarray([float(ds.get("RescaleIntercept", 0.0) or 0.0) for _, ds in ordered],
                             dtype=np.float32)
     values = stored * slopes[:, None, None] + intercepts[:, None, None]
-
-    if first.get("PixelSpacing") is None:
-        raise ValueError(f"{first_file}: no PixelSpacing, so the series has no physical geometry")
-    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
     return Volume(array=np.ascontiguousarray(values.transpose(2, 1, 0)),  # (Z, rows, cols) → (X, Y, Z)
                   spacing=(col_spacing, row_spacing, slice_gap),
                   origin=tuple(float(v) for v in positions[order[0]]),

@@ -138,7 +138,7 @@ DAMAGE = {
                                                      for n in ("candidates.csv", "candidates_V2.csv")],
                                 "candidates.csv", "CSV missing required column(s) ['class']"),
     "lits 4d": ("lits", lambda r: _nifti_4d(_first(r, "volume-0.nii")), "volume-0.nii",
-                "NIfTI has 4 dimensions"),
+                "NIfTI: expected a 3D volume (X, Y, Z), got 4 dimensions"),
     "lits shape mismatch": ("lits", lambda r: _nifti_resave(_first(r, "segmentation-1.nii"), shape=(30, 32, 10)),
                             "segmentation-1.nii", "shape mismatch: (30, 32, 10)"),
     "lits spacing mismatch": ("lits", lambda r: _nifti_resave(_first(r, "segmentation-0.nii"), zooms=(2.0, 2.0, 2.0)),

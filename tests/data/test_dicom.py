@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file  # singular: the plural form may try 
 from pydicom.uid import generate_uid
 
 from pcrl_lib.data.dicom import read_dicom_image, read_dicom_series
-from pcrl_lib.data.volume import read_volume
+from pcrl_lib.data.volume import Volume
 
 CT_SMALL = get_testdata_file("CT_small.dcm")
 
@@ -136,11 +136,23 @@ def test_series_is_ordered_by_position_with_per_slice_rescale(tmp_path):
         np.testing.assert_array_equal(volume.array[:, :, rank], expected[k].T)  # (rows, cols) → (X, Y)
 
 
+def _sitk_series(folder):
+    """The same folder through SimpleITK/GDCM's series reader, as a reference (read_volume uses the kit's)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    image = reader.Execute()
+    return Volume(array=sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(np.float32),
+                  spacing=image.GetSpacing(), origin=image.GetOrigin(),
+                  direction=np.asarray(image.GetDirection()).reshape(3, 3))
+
+
 def test_series_geometry_matches_simpleitk_and_dicom_positions_for_oblique_slices(tmp_path):
     orientation = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)  # sagittal slices: rows along +y, columns along -z
     _write_series(tmp_path / "sag", [3.0, 0.0, 6.0], orientation=orientation)
     volume = read_dicom_series(tmp_path / "sag")
-    reference = read_volume(tmp_path / "sag")  # SimpleITK/GDCM
+    reference = _sitk_series(tmp_path / "sag")
     np.testing.assert_allclose(volume.direction, reference.direction, atol=1e-6)
     np.testing.assert_allclose(volume.origin, reference.origin, atol=1e-4)
     np.testing.assert_allclose(volume.spacing, reference.spacing, atol=1e-6)
