@@ -125,10 +125,18 @@ def normalize_hu(array: np.ndarray, lo: float = HU_WINDOW[0], hi: float = HU_WIN
 
 def zscore_in_mask(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-channel z-score of an MRI ``(C, X, Y, Z)`` inside ``mask`` ``(X, Y, Z)`` (default: the brain = voxels
-    non-zero in any channel); outside the mask the result is 0. Returns float32 of the same shape."""
+    non-zero in any channel); outside the mask the result is 0. Returns float32 of the same shape.
+    NaN/±inf in ``image`` are a ValueError naming the channel (one would make the whole channel NaN)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 4:
         raise ValueError(f"image must be (C, X, Y, Z), got shape {image.shape}")
+    finite = np.isfinite(image).all(axis=(1, 2, 3))                      # (C,)
+    if not finite.all():
+        channel = int(np.flatnonzero(~finite)[0])
+        count = int((~np.isfinite(image[channel])).sum())
+        raise ValueError(f"zscore_in_mask: channel {channel} holds {count} non-finite voxel(s) (NaN/±inf) of "
+                         f"{int(image[channel].size)}; a z-score over them is NaN — fix the input (the readers "
+                         "refuse such files unless nonfinite='keep')")
     mask = (image != 0).any(0) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != image.shape[1:]:
         raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[1:]}")
