@@ -25,13 +25,13 @@ def cube(seed=0, shape=(12, 12, 6)):
     return torch.rand((1, *shape), generator=torch.Generator().manual_seed(seed))
 
 
-def test_display_array_orients_ct_slices_with_y_upwards():
-    volume = torch.zeros(1, 5, 4, 3)
+def test_display_array_shows_ct_slices_radiologically():
+    volume = torch.zeros(1, 5, 4, 3)                 # LPS: x towards the patient's left, y towards the back
     volume[0, 1, 2, 1] = 0.4                         # x = 1, y = 2, z = 1
     rgb = va.display_array(volume, z=1)
-    assert rgb.shape == (4, 5, 3)                    # rows = y, columns = x
-    assert np.argwhere(rgb[..., 0] > 0).tolist() == [[4 - 1 - 2, 1]]   # row counted from the top
-    assert np.allclose(rgb[4 - 1 - 2, 1], 1.0)       # 0.4 is the top of the default 3D window
+    assert rgb.shape == (4, 5, 3)                    # rows = y (anterior at the top), columns = x (right at the left)
+    assert np.argwhere(rgb[..., 0] > 0).tolist() == [[2, 1]]
+    assert np.allclose(rgb[2, 1], 1.0)               # 0.4 is the top of the default 3D window
     with pytest.raises(ValueError, match="slice z=3 outside 0..2"):
         va.display_array(volume, z=3)
 

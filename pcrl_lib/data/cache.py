@@ -457,7 +457,8 @@ class CandidateDataset(torch.utils.data.Dataset):
 class SegmentationCaseDataset(torch.utils.data.Dataset):
     """Whole normalised cases prepared by ``prepare_segmentation_cases`` (for patch sampling and sliding-window
     evaluation): item = dict ``image`` float32 ``(C, X, Y, Z)``, ``mask`` int64 ``(X, Y, Z)`` (all zeros with
-    ``has_mask`` False when the case had none), ``name``, ``spacing`` (3,)."""
+    ``has_mask`` False when the case had none), ``name``, ``spacing`` (3,), ``direction`` float64 (3, 3) (the
+    voxel axes' LPS directions, for displaying the case in the radiological convention)."""
 
     def __init__(self, out_dir: str | Path, cases: Sequence[str] | None = None):
         self.root = Path(out_dir)
@@ -474,7 +475,9 @@ class SegmentationCaseDataset(torch.utils.data.Dataset):
             has_mask = "mask" in data.files
             mask = torch.from_numpy(data["mask"].astype(np.int64)) if has_mask else torch.zeros(image.shape[1:], dtype=torch.int64)
             spacing = torch.from_numpy(data["spacing"])
-        return {"image": image, "mask": mask, "has_mask": has_mask, "name": name, "spacing": spacing}
+            direction = torch.from_numpy(data["direction"].reshape(3, 3))
+        return {"image": image, "mask": mask, "has_mask": has_mask, "name": name, "spacing": spacing,
+                "direction": direction}
 
 
 class ImageCacheDataset(torch.utils.data.Dataset):

@@ -9,9 +9,12 @@ headless (``PCRL_HEADLESS=1``), because widget callbacks never fire without a br
 
 Legend: ``B`` batch size, ``C`` channels (1 for CT cubes and raw X-rays, 3 for the 2D views), 2D images
 ``(C, H, W)``, 3D cubes ``(C, X, Y, Z)`` with Z = slices; batched tensors carry a leading ``B``. ``sd`` the
-number of spatial dims. A "display array" is float RGB ``(rows, cols, 3)`` in [0, 1]; a CT slice is the
-axial plane ``z`` drawn with rows = y (increasing upwards) and columns = x, as :func:`.viewer.render_slice`
-with ``origin="lower"``.
+number of spatial dims. A "display array" is float RGB ``(rows, cols, 3)`` in [0, 1] with row 0 at the top; a
+CT slice is an axial plane in the radiological convention of :func:`.viewer.render_slice` (anterior up, patient
+right on the image left), whatever the storage order: ``direction`` is the 3×3 direction matrix of the volume the
+cubes were cut from (``Volume.direction``; None = identity, i.e. LPS, as the kit's pretraining cubes of DICOM,
+MetaImage and synthetic CT are stored) and ``z`` the storage index of the axial slice. Figures with CT slices
+state the convention and letter the edges of the panels whose anatomy is untouched (flips and rotations move it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..transforms import (AffineParams, BlurParams, ColorJitter, CropParams, Cut
                           PCRLViews3D, RandomAffine, RandomFlip, RandomResizedCrop, RandomTransform, ShuffleParams,
                           decode_tca, denormalize, draw_tca, encode_tca, mix, normalize, tca_apply)
 from ..transforms.base import check_probability
+from ..data.orientation import CONVENTION, display_slice, label_edges, storage_axis
 from ..transforms.genesis import bezier_lookup, box_mask
 from .viewer import headless
 
@@ -51,9 +55,9 @@ def _check_single(x, name: str = "x") -> torch.Tensor:
     return x
 
 
-def _middle(x: torch.Tensor, z: int | None) -> int:
-    """The axial slice to show of a cube ``(C, X, Y, Z)``: ``z``, or the middle one."""
-    n = x.shape[-1]
+def _middle(x: torch.Tensor, z: int | None, direction=None) -> int:
+    """The axial slice to show of a cube ``(C, X, Y, Z)`` (storage index): ``z``, or the middle one."""
+    n = x.shape[1 + storage_axis("axial", direction)]
     if z is None:
         return n // 2
     if not 0 <= int(z) < n:
@@ -61,9 +65,17 @@ def _middle(x: torch.Tensor, z: int | None) -> int:
     return int(z)
 
 
+def _axial(x: torch.Tensor, z: int | None, direction) -> torch.Tensor:
+    """The axial slice ``(..., rows, cols)`` of ``x`` ``(..., X, Y, Z)`` in the radiological convention."""
+    axis = storage_axis("axial", direction)
+    shown = display_slice(x.numpy(), _middle(x.reshape(-1, *x.shape[-3:]), z, direction), axis, direction)
+    return torch.from_numpy(np.ascontiguousarray(shown))
+
+
 def display_array(x: torch.Tensor, z: int | None = None, normalized: bool = False,
-                  window: Sequence[float] | None = None) -> np.ndarray:
-    """One image ``(C, H, W)`` or the slice ``z`` of a cube ``(C, X, Y, Z)`` → RGB ``(rows, cols, 3)`` in [0, 1].
+                  window: Sequence[float] | None = None, direction=None) -> np.ndarray:
+    """One image ``(C, H, W)`` or the axial slice ``z`` of a cube ``(C, X, Y, Z)`` → RGB ``(rows, cols, 3)`` in
+    [0, 1], row 0 at the top (a cube's slice: anterior up, patient right on the image left, given ``direction``).
 
     ``normalized``: the image is ImageNet-normalised (2D views, clean crops) and is mapped back first.
     ``window`` ``(lo, hi)`` maps ``lo`` → black, ``hi`` → white (default: 3D :data:`DISPLAY_WINDOW_3D`,
@@ -75,7 +87,7 @@ def display_array(x: torch.Tensor, z: int | None = None, normalized: bool = Fals
             raise ValueError(f"normalized=True needs a 3-channel 2D image (3, H, W), got {tuple(x.shape)}")
         x = denormalize(x[None])[0]
     if x.ndim == 4:
-        plane = x[:, :, :, _middle(x, z)].transpose(1, 2).flip(1)      # (C, Y, X), y increasing upwards
+        plane = _axial(x, z, direction)                                 # (C, rows, cols)
         lo, hi = DISPLAY_WINDOW_3D if window is None else window
     else:
         plane = x
@@ -90,29 +102,40 @@ def display_array(x: torch.Tensor, z: int | None = None, normalized: bool = Fals
     return plane.permute(1, 2, 0).numpy()
 
 
-def display_mask(mask: torch.Tensor, z: int | None = None) -> np.ndarray:
+def display_mask(mask: torch.Tensor, z: int | None = None, direction=None) -> np.ndarray:
     """A spatial mask ``(H, W)`` or ``(X, Y, Z)`` oriented like :func:`display_array` → bool ``(rows, cols)``."""
     mask = mask.detach().to("cpu")
     if mask.ndim == 3:
-        return mask[:, :, _middle(mask[None], z)].T.flip(0).numpy().astype(bool)
+        return _axial(mask, z, direction).numpy().astype(bool)
     return mask.numpy().astype(bool)
 
 
 @dataclass
 class Panel:
     """One image of a figure grid: a display array (RGB ``(rows, cols, 3)``, or ``(rows, cols)`` drawn
-    with ``cmap``), its title, and an optional bool ``mask`` ``(rows, cols)`` outlined in orange."""
+    with ``cmap``), its title, an optional bool ``mask`` ``(rows, cols)`` outlined in orange, and ``plane``
+    (``"axial"`` for a CT slice whose anatomy is untouched: its edges get the letters A, P, R, L)."""
 
     image: np.ndarray
     title: str = ""
     mask: np.ndarray | None = None
     cmap: str = "gray"
     vmax: float | None = None
+    plane: str | None = None
+
+
+def _panel(x: torch.Tensor, title: str, z: int | None, normalized: bool, window, direction, mask=None,
+           lettered: bool = True) -> Panel:
+    """:func:`display_array` of ``x`` as a :class:`Panel`; a cube's slice is lettered unless ``lettered`` is
+    False (for outputs of flips and rotations, whose anatomy moved)."""
+    plane = "axial" if x.ndim == 4 and lettered else None
+    return Panel(display_array(x, z, normalized, window, direction), title, mask, plane=plane)
 
 
 def plot_grid(rows: Sequence[Sequence[Panel | None]], row_labels: Sequence[str] | None = None, size: float = 1.9,
               title: str | None = None) -> plt.Figure:
-    """Rows of :class:`Panel` (``None`` leaves a blank cell) → a figure; ``row_labels`` go left of each row."""
+    """Rows of :class:`Panel` (``None`` leaves a blank cell) → a figure; ``row_labels`` go left of each row.
+    With a lettered CT slice among the panels the title states the display convention."""
     if not rows or not any(rows):
         raise ValueError("rows must hold at least one panel")
     ncols = max(len(r) for r in rows)
@@ -136,9 +159,14 @@ def plot_grid(rows: Sequence[Sequence[Panel | None]], row_labels: Sequence[str] 
                 ax.imshow(image)
             if panel.mask is not None and panel.mask.any() and not panel.mask.all():
                 ax.contour(panel.mask.astype(float), levels=[0.5], colors="tab:orange", linewidths=0.8)
+            if panel.plane is not None:
+                label_edges(ax, panel.plane, fontsize=6)
             ax.set_title(panel.title, fontsize=7)
         if row_labels is not None and r < len(row_labels):
             axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    if any(p is not None and p.plane is not None for row in rows for p in row):
+        stated = f"CT slices: {CONVENTION}"
+        title = f"{title}\n{stated}" if title else stated
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -403,39 +431,40 @@ def draw(name: str, image: torch.Tensor, n: int, seed: int, **values) -> Draws:
     return Draws(name=name, x=x, y=y, params=params, transform=transform, normalized=normalized)
 
 
-def draws_row(d: Draws, z: int | None = None, window: Sequence[float] | None = None) -> list[Panel]:
+def draws_row(d: Draws, z: int | None = None, window: Sequence[float] | None = None, direction=None) -> list[Panel]:
     """The input then every draw of ``d``, captioned with what was drawn (painting: filled region outlined)."""
-    panels = [Panel(display_array(d.x[0], z, d.normalized, window), "input")]
+    panels = [_panel(d.x[0], "input", z, d.normalized, window, direction)]
     for i in range(d.y.shape[0]):
         mask = None
         if isinstance(d.params, PaintingParams):
             region = painted_region(d.params, i, d.x.shape[2:])
-            mask = None if region is None else display_mask(region, z)
-        panels.append(Panel(display_array(d.y[i], z, d.normalized, window), describe(d.params, i), mask))
+            mask = None if region is None else display_mask(region, z, direction)
+        panels.append(_panel(d.y[i], describe(d.params, i), z, d.normalized, window, direction, mask, lettered=False))
     return panels
 
 
-def _row_label(x: torch.Tensor, z: int | None) -> str:
-    return "2D X-ray" if x.ndim == 3 else f"3D CT, z = {_middle(x, z)}"
+def _row_label(x: torch.Tensor, z: int | None, direction=None) -> str:
+    return "2D X-ray" if x.ndim == 3 else f"3D CT, z = {_middle(x, z, direction)}"
 
 
 def gallery(name: str, images: Sequence[torch.Tensor], n: int = 4, seed: int = 0, z: int | None = None,
-            window: Sequence[float] | None = None, **values) -> tuple[plt.Figure, list[Draws]]:
+            window: Sequence[float] | None = None, direction=None, **values) -> tuple[plt.Figure, list[Draws]]:
     """One row per image (2D ``(C, H, W)`` and/or 3D ``(C, X, Y, Z)``): the input and ``n`` draws of
     ``name``. Returns the figure and the :class:`Draws` (for checks)."""
     results = [draw(name, image, n, seed, **values) for image in images]
-    fig = plot_grid([draws_row(d, z, window) for d in results], [_row_label(im, z) for im in images],
+    fig = plot_grid([draws_row(d, z, window, direction) for d in results],
+                    [_row_label(im, z, direction) for im in images],
                     title=f"{name}: {n} draws")
     return fig, results
 
 
 def bezier_figure(d: Draws, z: int | None = None, window: Sequence[float] | None = None,
-                  n_points: int = 200) -> plt.Figure:
+                  n_points: int = 200, direction=None) -> plt.Figure:
     """Non-linear intensity draws: each draw's intensity curve (control points P0..P3 where not inverted,
     the input's intensity histogram shaded) above the transformed image."""
     if not isinstance(d.params, NonlinearParams):
         raise ValueError(f"bezier_figure needs draws of 'non-linear intensity', got {d.name!r}")
-    images = draws_row(d, z, window)
+    images = draws_row(d, z, window, direction)
     ncols = len(images)
     fig, axes = plt.subplots(2, ncols, figsize=(1.9 * ncols, 4.2), squeeze=False)
     hist, edges = np.histogram(d.x[0].detach().cpu().numpy(), bins=50, range=(0, 1))
@@ -458,8 +487,12 @@ def bezier_figure(d: Draws, z: int | None = None, window: Sequence[float] | None
         axes[1, c].imshow(images[c].image)
         axes[1, c].set_title(images[c].title, fontsize=6)
         axes[1, c].axis("off")
+        if images[c].plane is not None:
+            label_edges(axes[1, c], images[c].plane, fontsize=6)
     axes[0, 0].set_ylabel("output intensity", fontsize=7)
     axes[0, 0].set_xlabel("input intensity", fontsize=7)
+    if d.x.ndim == 5:
+        fig.suptitle(f"CT slices: {CONVENTION}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -478,13 +511,15 @@ def all_tca_codes(spatial_dims: int) -> torch.Tensor:
 
 
 def tca_figure(image: torch.Tensor, codes: torch.Tensor | None = None, z: int | None = None,
-               window: Sequence[float] | None = None, ncols: int = 4) -> plt.Figure:
+               window: Sequence[float] | None = None, ncols: int = 4, direction=None) -> plt.Figure:
     """``image`` ``(C, *spatial)`` under each TCA code ``(N, 6|7)`` (default: every code), code printed above."""
     image = _check_single(image, "image")
     sd = image.ndim - 1
     codes = all_tca_codes(sd) if codes is None else codes
     targets = tca_apply(image.unsqueeze(0).expand(codes.shape[0], *image.shape).contiguous(), codes.to(image.device))
-    panels = [Panel(display_array(t, z, window=window), code_label(c)) for t, c in zip(targets, codes)]
+    identity = encode_tca(torch.zeros(1, sd, dtype=torch.bool), torch.zeros(1, dtype=torch.long))[0]
+    panels = [_panel(t, code_label(c), z, False, window, direction, lettered=torch.equal(c.cpu(), identity))
+              for t, c in zip(targets, codes)]
     rows = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
     return plot_grid(rows, size=1.7)
 
@@ -548,7 +583,7 @@ def replay_view_3d(views: PCRLViews3D, crops: torch.Tensor, params: dict, code: 
 
 
 def steps_figure(steps: Sequence[Step], samples: Sequence[int] = (0, 1), z: int | None = None,
-                 window: Sequence[float] | None = None) -> plt.Figure:
+                 window: Sequence[float] | None = None, direction=None) -> plt.Figure:
     """Replayed pipeline: one row per sample, one column per step, each captioned with its drawn parameters."""
     rows = []
     for i in samples:
@@ -558,8 +593,9 @@ def steps_figure(steps: Sequence[Step], samples: Sequence[int] = (0, 1), z: int 
             mask = None
             if isinstance(step.params, PaintingParams):
                 region = painted_region(step.params, i, step.x.shape[2:])
-                mask = None if region is None else display_mask(region, z)
-            row.append(Panel(display_array(step.x[i], z, step.normalized, window), caption, mask))
+                mask = None if region is None else display_mask(region, z, direction)
+            row.append(_panel(step.x[i], caption, z, step.normalized, window, direction, mask,
+                              lettered=step is steps[0]))
         rows.append(row)
     return plot_grid(rows, [f"sample {i}" for i in samples], size=1.75)
 
@@ -568,7 +604,7 @@ def steps_figure(steps: Sequence[Step], samples: Sequence[int] = (0, 1), z: int 
 
 
 def pcrl_sample_figure(sample: PCRLSample, lam: float, perm: torch.Tensor, index: int = 0, z: int | None = None,
-                       window: Sequence[float] | None = None) -> plt.Figure:
+                       window: Sequence[float] | None = None, direction=None) -> plt.Figure:
     """Sample ``index`` of a PCRL batch as the model sees it.
 
     Row "pass A": x1 → E_o, x2 → E_m, targets T1 (code c1), T2 (code c2), clean crops g1, g2.
@@ -582,7 +618,8 @@ def pcrl_sample_figure(sample: PCRLSample, lam: float, perm: torch.Tensor, index
     norm = sample.spatial_dims == 2
 
     def show(t, title):
-        return Panel(display_array(t, z, norm, window), title)
+        # only the clean crops (g) keep the anatomy's orientation; x and T went through flips and rotations
+        return _panel(t, title, z, norm, window, direction, lettered=title.startswith(("g", "g̃")))
 
     j = int(perm[index])
     mixed = {name: mix(getattr(sample, name), lam, perm)[index] for name in ("x1", "x2", "g1", "g2")}
@@ -597,30 +634,30 @@ def pcrl_sample_figure(sample: PCRLSample, lam: float, perm: torch.Tensor, index
 
 
 def align_figure(released: PCRLSample, aligned: PCRLSample, samples: Sequence[int] = (0, 1),
-                 z: int | None = None, window: Sequence[float] | None = None) -> plt.Figure:
+                 z: int | None = None, window: Sequence[float] | None = None, direction=None) -> plt.Figure:
     """The ``align_targets`` switch: per sample, x1, g1 as released, g1 aligned, and |difference|
     (grey level: 0 black, ``0.5`` of the display range white)."""
     norm = released.spatial_dims == 2
     rows = []
     for i in samples:
-        a = display_array(released.g1[i], z, norm, window)
-        b = display_array(aligned.g1[i], z, norm, window)
-        diff = np.abs(a - b).mean(-1)
-        rows.append([Panel(display_array(released.x1[i], z, norm, window), "x1"),
-                     Panel(a, "g1, released (default)"), Panel(b, "g1, align_targets=True"),
+        a = _panel(released.g1[i], "g1, released (default)", z, norm, window, direction)
+        b = _panel(aligned.g1[i], "g1, align_targets=True", z, norm, window, direction, lettered=False)
+        diff = np.abs(a.image - b.image).mean(-1)
+        rows.append([_panel(released.x1[i], "x1", z, norm, window, direction, lettered=False), a, b,
                      Panel(diff, f"|difference|, mean {diff.mean():.3f}", cmap="magma", vmax=0.5)])
     return plot_grid(rows, [f"sample {i}" for i in samples], size=2.0)
 
 
 def mixup_figure(x: torch.Tensor, lam: float, perm: torch.Tensor, samples: Sequence[int] = (0, 1, 2, 3),
-                 normalized: bool = False, z: int | None = None, window: Sequence[float] | None = None) -> plt.Figure:
+                 normalized: bool = False, z: int | None = None, window: Sequence[float] | None = None,
+                 direction=None) -> plt.Figure:
     """Mixup of a batch ``x`` ``(B, C, *spatial)``: rows x_i, its partner x_π(i), and λ·x_i + (1−λ)·x_π(i)."""
     mixed = mix(x, lam, perm)
     samples = [i for i in samples if i < x.shape[0]]
-    rows = [[Panel(display_array(x[i], z, normalized, window), f"x[{i}]") for i in samples],
-            [Panel(display_array(x[int(perm[i])], z, normalized, window), f"x[π({i}) = {int(perm[i])}]")
+    rows = [[_panel(x[i], f"x[{i}]", z, normalized, window, direction) for i in samples],
+            [_panel(x[int(perm[i])], f"x[π({i}) = {int(perm[i])}]", z, normalized, window, direction)
              for i in samples],
-            [Panel(display_array(mixed[i], z, normalized, window), f"{lam:.2f}·x[{i}] + {1 - lam:.2f}·x[{int(perm[i])}]")
+            [_panel(mixed[i], f"{lam:.2f}·x[{i}] + {1 - lam:.2f}·x[{int(perm[i])}]", z, normalized, window, direction)
              for i in samples]]
     return plot_grid(rows, ["x", "partner x[π]", "mixed"], size=2.0, title=f"mixup, λ = {lam:.3f}")
 
@@ -673,27 +710,29 @@ class Frame:
     caption: str
     output: torch.Tensor
     mask: np.ndarray | None = None
+    plane: str | None = None
 
 
 def render_transform(name: str, x: torch.Tensor, seed: int = 0, z: int | None = None,
-                     window: Sequence[float] | None = None, **values) -> Frame:
+                     window: Sequence[float] | None = None, direction=None, **values) -> Frame:
     """The playground's pure render function: catalogue transform ``name`` with knob ``values`` on one image
     ``(C, H, W)`` or cube ``(C, X, Y, Z)``, parameters drawn from a generator seeded with ``seed``;
-    ``z`` picks the slice shown of a cube. Same arguments → same frame."""
+    ``z`` picks the axial slice shown of a cube (``direction``: its volume's, None = LPS). Same arguments → same
+    frame; a cube's frame has ``plane`` "axial"."""
     d = draw(name, x, 1, seed, **values)
     mask = None
     if isinstance(d.params, PaintingParams):
         region = painted_region(d.params, 0, d.x.shape[2:])
-        mask = None if region is None else display_mask(region, z)
-    return Frame(before=display_array(d.x[0], z, d.normalized, window),
-                 after=display_array(d.y[0], z, d.normalized, window),
-                 caption=describe(d.params, 0), output=d.y[0], mask=mask)
+        mask = None if region is None else display_mask(region, z, direction)
+    return Frame(before=display_array(d.x[0], z, d.normalized, window, direction),
+                 after=display_array(d.y[0], z, d.normalized, window, direction),
+                 caption=describe(d.params, 0), output=d.y[0], mask=mask, plane="axial" if x.ndim == 4 else None)
 
 
 def frame_figure(frame: Frame, title: str = "") -> plt.Figure:
-    """A :class:`Frame` as a before | after figure."""
-    return plot_grid([[Panel(frame.before, "before"), Panel(frame.after, frame.caption, frame.mask)]], size=3.2,
-                     title=title)
+    """A :class:`Frame` as a before | after figure (the "before" slice lettered)."""
+    before = Panel(frame.before, "before", plane=frame.plane)
+    return plot_grid([[before, Panel(frame.after, frame.caption, frame.mask)]], size=3.2, title=title)
 
 
 def _check_stack(x, spatial_dims: int, name: str) -> torch.Tensor:
@@ -705,7 +744,7 @@ def _check_stack(x, spatial_dims: int, name: str) -> torch.Tensor:
 
 
 def playground_static(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: int | None = None,
-                      window: Sequence[float] | None = None, ncols: int = 6) -> plt.Figure:
+                      window: Sequence[float] | None = None, ncols: int = 6, direction=None) -> plt.Figure:
     """The playground headless: every catalogue transform at its default knobs on the first X-ray, then on the
     first cube's slice ``z``, ``ncols`` panels a row."""
     image = _check_stack(images_2d, 2, "images_2d")[0]
@@ -713,13 +752,13 @@ def playground_static(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 
     rows, labels = [], []
     for x in (image, cube):
         sd = x.ndim - 1
-        panels = [Panel(display_array(_as_view_input(x), z, window=window), "input")]
+        panels = [_panel(_as_view_input(x), "input", z, False, window, direction)]
         for name in names(sd):
-            frame = render_transform(name, x, seed, z, window)
+            frame = render_transform(name, x, seed, z, window, direction)
             panels.append(Panel(frame.after, f"{name}\n{frame.caption}", frame.mask))
         for start in range(0, len(panels), ncols):
             rows.append(panels[start:start + ncols])
-            labels.append("2D X-ray" if sd == 2 else f"3D CT, z = {_middle(cube, z)}")
+            labels.append("2D X-ray" if sd == 2 else f"3D CT, z = {_middle(cube, z, direction)}")
     return plot_grid(rows, labels, size=2.0,
                      title=f"playground (static): every transform at its default parameters, seed {seed}")
 
@@ -728,16 +767,19 @@ class Playground:
     """The interactive playground: ``panel`` (the ipywidgets box), ``controls`` (dims, transform, image,
     seed, slice), ``knobs`` (the current transform's sliders) and the last rendered ``frame``.
 
-    ``images_2d`` ``(N, 1|3, H, W)`` and ``cubes`` ``(M, 1, X, Y, Z)`` in [0, 1]; ``window`` the 3D display window.
+    ``images_2d`` ``(N, 1|3, H, W)`` and ``cubes`` ``(M, 1, X, Y, Z)`` in [0, 1]; ``window`` the 3D display window;
+    ``direction`` the cubes' volume direction (None = LPS), for the radiological display of their axial slices.
     """
 
     def __init__(self, images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0,
-                 window: Sequence[float] | None = None):
+                 window: Sequence[float] | None = None, direction=None):
         import ipywidgets as w
 
         self.images_2d = _check_stack(images_2d, 2, "images_2d")
         self.cubes = _check_stack(cubes, 3, "cubes")
         self.window = window
+        self.direction = direction
+        slices = self.cubes.shape[2 + storage_axis("axial", direction)]
         self.frame: Frame | None = None
         self.knobs: dict = {}
         self._w = w
@@ -747,8 +789,7 @@ class Playground:
             "transform": w.Dropdown(options=names(2), value=names(2)[0], description="transform"),
             "image": w.IntSlider(value=0, min=0, max=self.images_2d.shape[0] - 1, description="image"),
             "seed": w.IntSlider(value=int(seed), min=0, max=999, description="seed"),
-            "slice": w.IntSlider(value=self.cubes.shape[-1] // 2, min=0, max=self.cubes.shape[-1] - 1,
-                                 description="slice z", disabled=True),
+            "slice": w.IntSlider(value=slices // 2, min=0, max=slices - 1, description="axial slice", disabled=True),
         }
         self.knob_box = w.VBox()
         self.out = w.Output()
@@ -798,7 +839,7 @@ class Playground:
         sd = c["dims"].value
         x = (self.images_2d if sd == 2 else self.cubes)[min(c["image"].value, c["image"].max)]
         return render_transform(c["transform"].value, x, c["seed"].value, None if sd == 2 else c["slice"].value,
-                                self.window, **{k: s.value for k, s in self.knobs.items()})
+                                self.window, self.direction, **{k: s.value for k, s in self.knobs.items()})
 
     def redraw(self, *_) -> None:
         if self._busy:
@@ -811,7 +852,7 @@ class Playground:
 
 
 def playground(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: int | None = None,
-               window: Sequence[float] | None = None, interactive: bool | None = None):
+               window: Sequence[float] | None = None, interactive: bool | None = None, direction=None):
     """Try every transform: pick 2D/3D, the transform, its parameters, the seed, the image and the slice.
 
     ``images_2d`` ``(N, 1|3, H, W)`` and ``cubes`` ``(M, 1, X, Y, Z)`` in [0, 1]. In JupyterLab: displays and
@@ -823,9 +864,9 @@ def playground(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: i
     if interactive is None:
         interactive = not headless()
     if not interactive:
-        return playground_static(images_2d, cubes, seed, z, window)
+        return playground_static(images_2d, cubes, seed, z, window, direction=direction)
     from IPython.display import display
 
-    pg = Playground(images_2d, cubes, seed, window)
+    pg = Playground(images_2d, cubes, seed, window, direction)
     display(pg.panel)
     return pg

@@ -11,7 +11,10 @@ static figure (:func:`comparison_figure`), in one rendered slice (:func:`render_
 and in the interactive viewer (:func:`comparison_viewer`, a static montage when headless).
 
 Legend: ``image`` ``(X, Y, Z)`` (one channel, e.g. the normalised CT in [0, 1]); masks ``(X, Y, Z)`` bool for
-one structure or ``(K, X, Y, Z)`` for ``K`` structures; ``window`` ``(level, width)`` in the image's units.
+one structure or ``(K, X, Y, Z)`` for ``K`` structures; ``window`` ``(level, width)`` in the image's units;
+``direction`` the case's 3×3 direction matrix (``case["direction"]``; None = LPS): slices are drawn in the
+radiological convention whatever the storage order (:mod:`pcrl_lib.data.orientation`); ``axis`` None = the
+storage axis of the axial slices.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-from .viewer import OVERLAY_COLOURS, render_slice, slice_viewer
+from ..data.orientation import storage_axis
+from .viewer import OVERLAY_COLOURS, convention, render_slice, show_slice, slice_viewer
 
 MISSED, FOUND, FALSE_ALARM = 1, 2, 3
 COMPARISON_NAMES = {MISSED: "missed (FN)", FOUND: "found (TP)", FALSE_ALARM: "false alarm (FP)"}
@@ -69,11 +73,14 @@ def dice_score(pred, target) -> float:
     return 1.0 if size == 0 else 2.0 * float((pred & target).sum()) / size
 
 
-def render_comparison(image, pred, target, axis: int = 2, index: int | None = None,
-                      window: tuple[float, float] = NORMALISED_WINDOW, alpha: float = 0.5) -> np.ndarray:
-    """One display-ready slice ``(rows, cols, 3)`` in [0, 1]: the image with the comparison map blended in.
+def render_comparison(image, pred, target, axis: int | None = None, index: int | None = None,
+                      window: tuple[float, float] = NORMALISED_WINDOW, alpha: float = 0.5,
+                      direction=None) -> np.ndarray:
+    """One display-ready slice ``(rows, cols, 3)`` in [0, 1] (row 0 at the top): the image with the comparison map
+    blended in.
 
     ``index`` None = the slice with the most target voxels (else the most predicted, else the middle)."""
+    axis = storage_axis("axial", direction) if axis is None else axis
     labels = comparison_map(pred, target)
     image = np.asarray(image, dtype=np.float32)
     if image.shape != labels.shape:
@@ -83,7 +90,7 @@ def render_comparison(image, pred, target, axis: int = 2, index: int | None = No
         index = best_slice(truth if truth.any() else labels, axis)
     level, width = window
     # Blending float32 greys with the float64 colours can overshoot 1 by ~2e-8, which imshow warns about.
-    return np.clip(render_slice(image, axis, index, level, width, labels, alpha), 0.0, 1.0)
+    return np.clip(render_slice(image, axis, index, level, width, labels, alpha, direction), 0.0, 1.0)
 
 
 def _stack(name: str, masks, k: int | None) -> np.ndarray:
@@ -96,13 +103,13 @@ def _stack(name: str, masks, k: int | None) -> np.ndarray:
 
 
 def comparison_figure(image, target, predictions: Mapping[str, object], structures: Sequence[str], *,
-                      axis: int = 2, window: tuple[float, float] = NORMALISED_WINDOW, title: str | None = None,
-                      size: float = 2.6) -> plt.Figure:
+                      axis: int | None = None, window: tuple[float, float] = NORMALISED_WINDOW,
+                      title: str | None = None, size: float = 2.6, direction=None) -> plt.Figure:
     """Ground truth and each prediction on one case, one row per structure.
 
     Columns: the image with the ground truth (red), then one comparison overlay per entry of ``predictions``
     (e.g. one per initialisation) titled with its Dice. Each row shows the slice with the most ground-truth voxels
-    of its structure, the same slice in every column.
+    of its structure, the same slice in every column, in the radiological convention stated in the title.
 
     Args:
         image: ``(X, Y, Z)``.
@@ -118,28 +125,28 @@ def comparison_figure(image, target, predictions: Mapping[str, object], structur
         raise ValueError(f"image {image.shape}, target {target.shape} and predictions "
                          f"{[p.shape for p in preds.values()]} must share the (X, Y, Z) grid")
     level, width = window
+    axis = storage_axis("axial", direction) if axis is None else axis
     ncols = 1 + len(preds)
     fig, axes = plt.subplots(len(names), ncols, figsize=(size * ncols, (size + 0.35) * len(names) + 0.7),
                              squeeze=False, layout="constrained")
     for row, name in enumerate(names):
         index = best_slice(target[row], axis)
-        truth = np.clip(render_slice(image, axis, index, level, width, target[row].astype(np.uint8), 0.5), 0.0, 1.0)
-        axes[row, 0].imshow(truth, origin="lower")
+        truth = render_slice(image, axis, index, level, width, target[row].astype(np.uint8), 0.5, direction)
+        show_slice(axes[row, 0], np.clip(truth, 0.0, 1.0), axis, direction)
         axes[row, 0].set_title(f"{name}: ground truth (slice {index})", fontsize=8)
         for col, (label, pred) in enumerate(preds.items(), start=1):
-            axes[row, col].imshow(render_comparison(image, pred[row], target[row], axis, index, window), origin="lower")
+            shown = render_comparison(image, pred[row], target[row], axis, index, window, direction=direction)
+            show_slice(axes[row, col], shown, axis, direction)
             axes[row, col].set_title(f"{label}: Dice {dice_score(pred[row], target[row]):.3f}", fontsize=8)
-    for ax in axes.ravel():
-        ax.axis("off")
     handles = [Patch(color=OVERLAY_COLOURS[code], label=text) for code, text in COMPARISON_NAMES.items()]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    stated = convention(axis, direction)
+    fig.suptitle(f"{title}\n{stated}" if title else stated, fontsize=10)
     return fig
 
 
 def comparison_viewer(image, pred, target, *, window: tuple[float, float] = NORMALISED_WINDOW,
-                      title: str | None = None, interactive: bool | None = None):
+                      title: str | None = None, interactive: bool | None = None, direction=None):
     """The slice viewer on ``image`` with the comparison map of one structure as its overlay.
 
     Interactive in JupyterLab (axis, slice, window, overlay on/off); a static montage when headless. Returns what
@@ -149,4 +156,4 @@ def comparison_viewer(image, pred, target, *, window: tuple[float, float] = NORM
     if image.shape != labels.shape:
         raise ValueError(f"image {image.shape} and masks {labels.shape} must have the same (X, Y, Z) shape")
     text = f"{title} — {LEGEND}" if title else LEGEND
-    return slice_viewer(image, labels, window=window, title=text, interactive=interactive)
+    return slice_viewer(image, labels, window=window, title=text, interactive=interactive, direction=direction)

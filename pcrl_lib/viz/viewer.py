@@ -3,6 +3,12 @@
 In JupyterLab it is an ipywidgets panel; headless (papermill, nbval, ``PCRL_HEADLESS=1``) it degrades to a static
 montage, because widget callbacks never fire without a browser. The callbacks' work is done by
 :func:`render_slice`, a pure function the tests call directly.
+
+Every slice is drawn in one radiological convention whatever the volume's storage order (LPS DICOM/MetaImage,
+RAS NIfTI, permuted axes): pass the volume's ``direction`` (:class:`pcrl_lib.data.volume.Volume`; None = identity,
+i.e. LPS as ITK reads DICOM). Axial: anterior up, patient right on the image left; coronal and sagittal: superior
+up (:mod:`pcrl_lib.data.orientation`). Display arrays have row 0 at the top (``imshow``'s default origin); every
+figure states the convention and writes the anatomical letters on the image edges.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ..data.orientation import CONVENTIONS, display_slice, label_edges, plane_of, storage_axis
 
 # Common CT windows as (level, width) in HU.
 WINDOWS = {"lung": (-600.0, 1500.0), "mediastinum": (40.0, 400.0), "liver": (60.0, 160.0), "bone": (400.0, 1800.0)}
@@ -36,22 +44,39 @@ def apply_window(values: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.clip((values - (level - width / 2)) / width, 0.0, 1.0)
 
 
-def take_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """Slice ``index`` of an (X, Y, Z) array along ``axis``, oriented for display (rows = second in-plane axis)."""
+def take_slice(array: np.ndarray, axis: int, index: int, direction=None) -> np.ndarray:
+    """Slice ``index`` of an (X, Y, Z) array along storage ``axis`` → (rows, cols) in the radiological convention
+    of its plane (row 0 at the top); ``direction`` the volume's 3×3 direction matrix (None = LPS)."""
     if array.ndim != 3:
         raise ValueError(f"expected a 3D (X, Y, Z) array, got shape {array.shape}")
-    if not 0 <= axis <= 2:
-        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
-    if not 0 <= index < array.shape[axis]:
-        raise ValueError(f"slice index {index} outside 0..{array.shape[axis] - 1} along axis {axis}")
-    return np.take(array, index, axis=axis).T
+    return display_slice(array, index, axis, direction)
+
+
+def slice_title(axis: int, index: int, direction=None) -> str:
+    """Panel title naming the plane, e.g. ``"axial, slice 12 (axis 2)"``."""
+    return f"{plane_of(axis, direction)}, slice {index} (axis {axis})"
+
+
+def convention(axis: int = 2, direction=None) -> str:
+    """The display convention of the slices along ``axis``, for figure titles."""
+    return CONVENTIONS[plane_of(axis, direction)]
+
+
+def show_slice(ax, image: np.ndarray, axis: int = 2, direction=None, **imshow) -> None:
+    """``ax.imshow`` a display array (row 0 at the top), then the anatomical letters on its edges, no ticks."""
+    ax.imshow(image, **imshow)
+    label_edges(ax, plane_of(axis, direction))
+    ax.axis("off")
 
 
 def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, level: float = -600.0,
-                 width: float = 1500.0, mask: np.ndarray | None = None, alpha: float = 0.4) -> np.ndarray:
-    """One display-ready slice: (rows, cols, 3) float RGB in [0, 1] with the label ``mask`` blended in colour.
+                 width: float = 1500.0, mask: np.ndarray | None = None, alpha: float = 0.4,
+                 direction=None) -> np.ndarray:
+    """One display-ready slice: (rows, cols, 3) float RGB in [0, 1] with the label ``mask`` blended in colour,
+    in the radiological convention (draw it with ``imshow``'s default ``origin="upper"``).
 
-    ``volume`` and ``mask`` are (X, Y, Z); ``index`` None = the middle slice (or the mask's largest slice).
+    ``volume`` and ``mask`` are (X, Y, Z); ``axis`` and ``index`` are storage axis and index (``index`` None = the
+    middle slice, or the mask's largest slice); ``direction`` the volume's 3×3 direction matrix (None = LPS).
     """
     if mask is not None and mask.shape != volume.shape:
         raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
@@ -61,49 +86,52 @@ def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, le
             index = int(np.argmax((mask > 0).sum(axis=other)))
         else:
             index = volume.shape[axis] // 2
-    grey = apply_window(take_slice(volume, axis, index).astype(np.float32), level, width)
+    grey = apply_window(take_slice(volume, axis, index, direction).astype(np.float32), level, width)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     if mask is not None:
-        labels = np.clip(take_slice(mask, axis, index).astype(int), 0, len(OVERLAY_COLOURS) - 1)
+        labels = np.clip(take_slice(mask, axis, index, direction).astype(int), 0, len(OVERLAY_COLOURS) - 1)
         colour = OVERLAY_COLOURS[labels]
         on = (labels > 0)[..., None]
         rgb = np.where(on, (1 - alpha) * rgb + alpha * colour, rgb)
     return rgb
 
 
-def montage(volume: np.ndarray, mask: np.ndarray | None = None, axis: int = 2, n: int = 6, level: float = -600.0,
-            width: float = 1500.0, title: str | None = None) -> plt.Figure:
-    """Static montage of ``n`` evenly spaced slices along ``axis`` (the headless form of the viewer)."""
+def montage(volume: np.ndarray, mask: np.ndarray | None = None, axis: int | None = None, n: int = 6,
+            level: float = -600.0, width: float = 1500.0, title: str | None = None, direction=None) -> plt.Figure:
+    """Static montage of ``n`` evenly spaced slices along storage ``axis`` (None: the axial one) — the headless
+    form of the viewer, titled with the display convention."""
+    axis = storage_axis("axial", direction) if axis is None else axis
     indices = np.linspace(0, volume.shape[axis] - 1, n + 2)[1:-1].round().astype(int)
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4))
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.7))
     for ax, idx in zip(np.atleast_1d(axes), indices):
-        ax.imshow(render_slice(volume, axis, int(idx), level, width, mask), origin="lower")
-        ax.set_title(f"axis {axis}, slice {idx}", fontsize=8)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
+        show_slice(ax, render_slice(volume, axis, int(idx), level, width, mask, direction=direction), axis, direction)
+        ax.set_title(slice_title(axis, int(idx), direction), fontsize=8)
+    fig.suptitle(f"{title} — {convention(axis, direction)}" if title else convention(axis, direction), fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def slice_viewer(volume: np.ndarray, mask: np.ndarray | None = None, window: str | tuple = "lung",
-                 title: str | None = None, interactive: bool | None = None):
-    """Interactive viewer (axis, slice, window level/width, mask overlay) or, headless, a static montage.
+                 title: str | None = None, interactive: bool | None = None, direction=None):
+    """Interactive viewer (plane, slice, window level/width, mask overlay) or, headless, a static montage.
 
     ``window`` is a name from :data:`WINDOWS` or ``(level, width)``; for [0, 1]-normalised data use ``(0.5, 1.0)``.
-    Returns the widget (interactive) or the montage figure (headless).
+    ``direction``: the volume's 3×3 direction matrix (``Volume.direction``; None = LPS), so every storage order is
+    shown in the same radiological convention. Returns the widget (interactive) or the montage figure (headless).
     """
     level, width = WINDOWS[window] if isinstance(window, str) else window
     if interactive is None:
         interactive = not headless()
     if not interactive:
-        return montage(volume, mask, level=level, width=width, title=title)
+        return montage(volume, mask, level=level, width=width, title=title, direction=direction)
 
     import ipywidgets as w
     from IPython.display import display
 
-    axis = w.Dropdown(options=[("x (sagittal)", 0), ("y (coronal)", 1), ("z (axial)", 2)], value=2, description="axis")
-    index = w.IntSlider(value=volume.shape[2] // 2, min=0, max=volume.shape[2] - 1, description="slice")
+    axial = storage_axis("axial", direction)
+    axis = w.Dropdown(options=[(plane, storage_axis(plane, direction)) for plane in ("axial", "coronal", "sagittal")],
+                      value=axial, description="plane")
+    index = w.IntSlider(value=volume.shape[axial] // 2, min=0, max=volume.shape[axial] - 1, description="slice")
     lo, hi = float(np.min(volume)), float(np.max(volume))
     lvl = w.FloatSlider(value=level, min=lo, max=hi, step=(hi - lo) / 200 or 0.01, description="level")
     wid = w.FloatSlider(value=width, min=(hi - lo) / 100 or 0.01, max=(hi - lo) * 2 or 1.0,
@@ -116,10 +144,11 @@ def slice_viewer(volume: np.ndarray, mask: np.ndarray | None = None, window: str
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(5, 5))
-            ax.imshow(render_slice(volume, axis.value, min(index.value, index.max), lvl.value, wid.value,
-                                   mask if overlay.value else None), origin="lower")
-            ax.set_title(title or "", fontsize=9)
-            ax.axis("off")
+            shown = min(index.value, index.max)
+            show_slice(ax, render_slice(volume, axis.value, shown, lvl.value, wid.value,
+                                        mask if overlay.value else None, direction=direction), axis.value, direction)
+            caption = f"{slice_title(axis.value, shown, direction)} — {convention(axis.value, direction)}"
+            ax.set_title(f"{title}\n{caption}" if title else caption, fontsize=9)
             plt.show()
 
     for control in (axis, index, lvl, wid, overlay):
