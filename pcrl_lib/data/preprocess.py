@@ -31,8 +31,9 @@ from .cache import (CacheItem, CandidateDataset, ImageCacheDataset, OnDone, Pair
                     atomic_save_npy, atomic_save_npz, fingerprint, item_rng, prepare_image_cache,
                     read_manifest, run_cached, scan_name)
 from .images2d import load_image, resize_image
-from .crops import (HU_WINDOW, MAX_SOFT_FRACTION, MIN_IOU, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, SOFT_HU,
-                    CropPairs, PatchSample, box_iou, crop_pairs, cubes_around, sample_patches, scaled_crop_sizes)
+from .crops import (HU_WINDOW, MAX_SOFT_FRACTION, MIN_IOU, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, RECIPES,
+                    SOFT_HU, CropPairs, PatchSample, box_iou, crop_pairs, cubes_around, sample_patches,
+                    scaled_crop_sizes)
 from .volume import Volume, read_volume, to_sitk
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "candidate_cubes", "CandidateCubes", "prepare_candidate_cubes", "CandidateDataset",
     "SegmentationCase", "prepare_segmentation_cases", "SegmentationCaseDataset", "sample_patches", "PatchSample",
     "prepare_image_cache", "ImageCacheDataset", "load_image", "resize_image", "read_manifest", "scan_name",
+    "data_recipe",
     "PAPER_CUBE", "PAPER_CROP_SIZES", "PAPER_MARGIN", "MIN_IOU", "SOFT_HU", "MAX_SOFT_FRACTION", "HU_WINDOW",
 ]
 
@@ -181,10 +183,14 @@ def prepare_pretraining_cubes(scan_paths: Sequence[str | Path], out_dir: str | P
                               margin: Sequence[int] = PAPER_MARGIN, soft_hu: float = SOFT_HU,
                               max_soft_fraction: float = MAX_SOFT_FRACTION, max_tries: int = 20_000,
                               window: tuple[float, float] = HU_WINDOW, on_error: str = "raise",
-                              on_done: OnDone | None = None) -> dict:
+                              on_done: OnDone | None = None, sampler: str = "released",
+                              lung_filter: str = "released", crop_resize: str = "released") -> dict:
     """PCRL's offline 3D step: for each CT scan (.mhd/.nrrd/.nii(.gz)/DICOM folder, in HU) resample to
     ``spacing`` mm and cut ``pairs_per_scan`` crop pairs (see :func:`crop_pairs`) → ``<scan>.npy``
     ``(P, 2, *cube)``; boxes, IoUs and notes go to the manifest, which is returned.
+
+    ``sampler``, ``lung_filter``, ``crop_resize``: ``"released"`` (the authors' recipe, default) or ``"kit"``
+    (see :mod:`pcrl_lib.data.crops`); recorded in the manifest's parameters.
 
     ``num_workers`` processes share the scans; ``on_error="skip"`` records failing scans instead of stopping;
     ``on_done(name, entry, reused)`` is called after each scan. Read the result with :class:`PairDataset`.
@@ -195,7 +201,12 @@ def prepare_pretraining_cubes(scan_paths: Sequence[str | Path], out_dir: str | P
     options = {"sizes": None if sizes is None else [list(map(int, s)) for s in sizes], "min_iou": float(min_iou),
                "margin": [int(m) for m in np.broadcast_to(margin, (3,))], "soft_hu": float(soft_hu),
                "max_soft_fraction": float(max_soft_fraction), "max_tries": int(max_tries),
-               "window": [float(w) for w in window]}
+               "window": [float(w) for w in window], "sampler": sampler, "lung_filter": lung_filter,
+               "crop_resize": crop_resize}
+    for value, what in ((sampler, "sampler"), (lung_filter, "lung_filter"), (crop_resize, "crop_resize")):
+        if value not in RECIPES:
+            raise ValueError(f"{what} must be one of {RECIPES} ('released' = the authors' preprocessing), "
+                             f"got {value!r}")
     params = {"cube": list(cube), "pairs_per_scan": int(pairs_per_scan), "seed": int(seed),
               "spacing": float(spacing), **options}
     items = [CacheItem(name=scan_name(p), inputs=(str(p),),
@@ -208,6 +219,28 @@ def prepare_pretraining_cubes(scan_paths: Sequence[str | Path], out_dir: str | P
                           progress=progress, on_error=on_error, on_done=on_done, desc="crop pairs")
     _warn_notes(manifest, "prepare_pretraining_cubes")
     return manifest
+
+
+def data_recipe(dataset: Any) -> dict | None:
+    """What the prepared cache behind ``dataset`` was made from, for a pretraining run's configuration: the
+    step (``kind``), its parameters (sizes, crop recipe, seed; machine-specific paths left out) and ``files``, a
+    hash of the input files' names and sizes — so a finished run is not reused on another data recipe.
+    ``dataset`` may be wrapped (``.dataset``, e.g. ``ImagesOnly``, ``Subset``); ``None`` when no cache is behind it."""
+    for _ in range(8):
+        root = getattr(dataset, "root", None)
+        if root is not None and (Path(root) / "manifest.json").is_file():
+            break
+        dataset = getattr(dataset, "dataset", None)
+    else:
+        return None
+    manifest = read_manifest(root)
+    params = {k: v for k, v in manifest["params"].items() if k not in ("paths", "chunk_size")}
+    if manifest["kind"] == "image_cache":
+        files = [Path(p).name for p in getattr(dataset, "paths", [])]
+    else:
+        files = sorted(f"{Path(i['path']).name}:{i['size']}" for e in manifest["items"].values()
+                       for i in e.get("inputs", []))
+    return {"kind": manifest["kind"], "params": params, "files": fingerprint(files)}
 
 
 # ---------------------------------------------------------------------------------- LUNA16 candidate cubes

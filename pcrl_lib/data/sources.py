@@ -272,6 +272,10 @@ def pretraining_set_2d(profile: str, data_root: str | os.PathLike | None = None,
     """The 2D pretraining images cached at ``size × size`` (default ``DataConfig.image_size_2d``; aspect ratio
     kept, centre cropped) in one uint8 memmap; items are float32 ``(1, size, size)`` in [0, 1].
 
+    The cache is the *source* resolution the views are cut from, not the view size: like the released code,
+    which crops NIH's 1024² originals, a view covering 20 % of the image keeps its detail when the source is
+    larger than the view (the paper profile caches 1024², quick 128² for 64² views).
+
     Built with :func:`pcrl_lib.data.cache.prepare_image_cache` (``DataConfig.num_workers`` processes, a progress
     bar unless ``progress=False``) under :func:`prepared_root` ``/pretrain_2d_<size>px``; reused when unchanged,
     rebuilt from scratch with ``force=True`` (the notebooks' ``FORCE``)."""
@@ -292,6 +296,8 @@ def pretraining_set_3d(profile: str, data_root: str | os.PathLike | None = None,
     """PCRL's crop pairs of the 3D pretraining scans: each scan resampled to ``DataConfig.spacing_mm``, up to
     ``pairs_per_scan`` pairs of overlapping crops (IoU > 0.25, lung filter, margins; PCRL_SPEC §7) resized to
     ``cube`` (default ``DataConfig.cube_size``, (X, Y, Z)); items are float32 ``(2, 1, X, Y, Z)`` in [0, 1].
+    The crop recipe is ``DataConfig.crop_sampler`` / ``lung_filter`` / ``crop_resize`` (default: as released;
+    a ``"kit"`` switch adds ``_<switch>-kit`` to the folder name).
 
     Built with :func:`pcrl_lib.data.preprocess.prepare_pretraining_cubes` (crops drawn from ``seed`` and each
     scan's name) under :func:`prepared_root` ``/pretrain_3d_<X>x<Y>x<Z>_p<pairs>_s<seed>``; reused when
@@ -306,8 +312,13 @@ def pretraining_set_3d(profile: str, data_root: str | os.PathLike | None = None,
         raise ValueError(f"pairs_per_scan must be a positive int, got {pairs_per_scan!r}")
     scans = pretraining_scans_3d(profile, data_root)
     x, y, z = (int(c) for c in cube)
-    out_dir = prepared_root(profile, data_root) / f"pretrain_3d_{x}x{y}x{z}_p{int(pairs_per_scan)}_s{int(seed)}"
+    recipe = {"sampler": config.crop_sampler, "lung_filter": config.lung_filter, "crop_resize": config.crop_resize}
+    # The released recipe keeps the plain folder name; a kit switch gets its own folder (no rebuild ping-pong).
+    variant = "".join(f"_{key}-{value}" for key, value in recipe.items() if value != "released")
+    out_dir = (prepared_root(profile, data_root)
+               / f"pretrain_3d_{x}x{y}x{z}_p{int(pairs_per_scan)}_s{int(seed)}{variant}")
     _discard_if(force, out_dir)
     prepare_pretraining_cubes(scans, out_dir, cube=(x, y, z), pairs_per_scan=int(pairs_per_scan), seed=int(seed),
-                              num_workers=config.num_workers, progress=progress, spacing=config.spacing_mm)
+                              num_workers=config.num_workers, progress=progress, spacing=config.spacing_mm,
+                              **recipe)
     return PairDataset(out_dir)

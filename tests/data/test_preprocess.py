@@ -22,6 +22,9 @@ from pcrl_lib.data.volume import Volume, read_volume, write_volume
 
 CUBE = (16, 16, 8)              # a quarter of the paper's cube: crop sizes scale by 1/4
 MARGIN = (6, 6, 3)
+# The kit's crop recipe (placement near box A, 15 % lung filter for every size, trilinear resize); the released
+# recipe, the default, is tested in test_crops_released.py.
+KIT = dict(sampler="kit", lung_filter="kit", crop_resize="kit")
 
 
 def chest(shape=(72, 72, 40), seed=0, soft_half=False) -> np.ndarray:
@@ -132,7 +135,7 @@ def test_scaled_crop_sizes_follow_the_cube():
 
 def test_crop_pairs_sizes_iou_lung_filter_and_margin():
     hu = chest()
-    pairs = crop_pairs(hu, cube=CUBE, n_pairs=12, rng=np.random.default_rng(1), margin=MARGIN)
+    pairs = crop_pairs(hu, cube=CUBE, n_pairs=12, rng=np.random.default_rng(1), margin=MARGIN, **KIT)
     assert pairs.cubes.shape == (12, 2, *CUBE) and pairs.cubes.dtype == np.float32
     assert 0 <= pairs.cubes.min() and pairs.cubes.max() <= 1
     allowed = set(scaled_crop_sizes(CUBE))
@@ -153,19 +156,19 @@ def test_crop_pairs_sizes_iou_lung_filter_and_margin():
 
 def test_lung_filter_keeps_crops_out_of_soft_tissue():
     hu = chest(soft_half=True)                         # right half of the chest is soft tissue
-    pairs = crop_pairs(hu, cube=CUBE, n_pairs=8, rng=np.random.default_rng(2), margin=MARGIN)
+    pairs = crop_pairs(hu, cube=CUBE, n_pairs=8, rng=np.random.default_rng(2), margin=MARGIN, **KIT)
     assert len(pairs) == 8
     assert (pairs.boxes[..., 0] < hu.shape[0] // 2).all()   # every crop starts in the lung half
     assert max(soft_fraction(hu, box) for box in pairs.boxes.reshape(-1, 6)) <= 0.15
     with pytest.raises(ValueError, match=r"abdomen\.mhd: no valid crop pair found after 3000 tries"):
         crop_pairs(np.full((60, 60, 30), 40.0, np.float32), cube=CUBE, n_pairs=4, rng=np.random.default_rng(0),
-                   margin=MARGIN, max_tries=3000, name="abdomen.mhd")
+                   margin=MARGIN, max_tries=3000, name="abdomen.mhd", **KIT)
 
 
 def test_margin_reduced_on_a_small_scan_and_said_so():
     hu = chest((72, 72, 40))                           # too small for 70 (15) voxels around a 28x28x24 crop
     with pytest.warns(UserWarning, match="margin reduced"):
-        pairs = crop_pairs(hu, cube=CUBE, n_pairs=4, rng=np.random.default_rng(0))
+        pairs = crop_pairs(hu, cube=CUBE, n_pairs=4, rng=np.random.default_rng(0), **KIT)
     assert pairs.margin == (22, 22, 8) and any("margin reduced" in n for n in pairs.notes)
     assert (pairs.boxes[..., :3] >= pairs.margin).all()
     assert (pairs.boxes[..., 3:] <= np.array(hu.shape) - pairs.margin).all()
@@ -250,7 +253,7 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path):
 
 def test_parallel_run_equals_serial_and_skip_records_failures(tmp_path):
     scans = write_scans(tmp_path / "in", 3, soft={2})   # scan2 is all soft tissue: no valid crop
-    kw = dict(cube=CUBE, pairs_per_scan=3, seed=0, margin=MARGIN, progress=False, max_tries=2000)
+    kw = dict(cube=CUBE, pairs_per_scan=3, seed=0, margin=MARGIN, progress=False, max_tries=2000, **KIT)
     with pytest.raises(ValueError, match=r"scan2\.mhd: no valid crop pair"):
         prepare_pretraining_cubes(scans, tmp_path / "serial", **kw)
     with warnings.catch_warnings(record=True) as caught:
