@@ -37,21 +37,22 @@ from typing import Any
 PROFILES = ("smoke", "quick", "paper")
 
 
-_KINDS = {"int": ("an int", "ints"), "float": ("a number", "numbers"), "bool": ("true or false", "bools"),
-          "str": ("a string", "strings")}
-_BAD = object()
+# The value kinds of fields (and of the course runner's notebook parameters): kind -> (one, several) in messages.
+KINDS = {"int": ("an int", "ints"), "float": ("a number", "numbers"), "bool": ("true or false", "bools"),
+         "str": ("a string", "strings")}
+INVALID = object()  # what convert_value returns for a value that is not of the kind
 
 
-def _convert(kind: str, value: Any) -> Any:
-    """``value`` as ``kind`` (int, float, bool, str), or ``_BAD``: 1.5 is no int, True is no number."""
+def convert_value(kind: str, value: Any) -> Any:
+    """``value`` as ``kind`` (int, float, bool, str), or ``INVALID``: 1.5 is no int, True is no number."""
     if kind == "bool" or isinstance(value, bool):
-        return value if kind == "bool" and isinstance(value, bool) else _BAD
+        return value if kind == "bool" and isinstance(value, bool) else INVALID
     if kind == "str":
-        return value if isinstance(value, str) else _BAD
+        return value if isinstance(value, str) else INVALID
     if not isinstance(value, numbers.Real) or not math.isfinite(value):
-        return _BAD
+        return INVALID
     if kind == "int":
-        return int(value) if float(value).is_integer() else _BAD
+        return int(value) if float(value).is_integer() else INVALID
     return float(value)
 
 
@@ -65,7 +66,7 @@ def _within(value: float, rule: str) -> bool:
 
 
 def _describe(kind: str, rule: str | None, plural: bool = False) -> str:
-    name = _KINDS[kind][1 if plural else 0]
+    name = KINDS[kind][1 if plural else 0]
     return name if rule is None else f"{name} {rule}" if rule[0] in "<>" else f"{name} in {rule}"
 
 
@@ -105,17 +106,17 @@ class _Section:
                 if items is None:
                     raise ValueError(f"{where} must be a list, got {value!r}")
                 return items
-            converted = None if items is None else tuple(_convert(element, item) for item in items)
+            converted = None if items is None else tuple(convert_value(element, item) for item in items)
             if converted is None or not converted or (length is not None and len(converted) != length) \
-                    or any(item is _BAD or (rule is not None and not _within(item, rule)) for item in converted):
+                    or any(item is INVALID or (rule is not None and not _within(item, rule)) for item in converted):
                 size = f"{length} " if length is not None else "non-empty list of "
                 raise ValueError(f"{where} must be a {'list of ' if length is not None else ''}{size}"
                                  f"{_describe(element, rule, plural=True)}, got {value!r}")
             return converted
-        if kind not in _KINDS:  # e.g. a nested section: checked by its own class
+        if kind not in KINDS:  # e.g. a nested section: checked by its own class
             return value
-        converted = _convert(kind, value)
-        if converted is _BAD or (rule is not None and not _within(converted, rule)):
+        converted = convert_value(kind, value)
+        if converted is INVALID or (rule is not None and not _within(converted, rule)):
             raise ValueError(f"{where} must be {_describe(kind, rule)}, got {value!r}")
         return converted
 
@@ -173,11 +174,13 @@ class PretrainConfig(_Section):
     _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "image_size_2d": ">= 1",
                "cube_size": ">= 1", "width_3d": ">= 1", "lr": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0",
                "K": ">= 1", "m": "[0, 1]", "T": "> 0", "feat_dim": ">= 1", "max_steps_per_epoch": ">= 0",
+               "ema_horizon_fraction": "[0, 1]",
                "checkpoint_every": ">= 0", "num_workers": ">= 0", "log_every": ">= 1"}
     _TUPLES = {"cube_size": ("int", 3)}
-    # experiments.PRETRAIN_METHODS, contrastive.ESTIMATORS and precision.PRECISIONS (tests keep them equal)
+    # experiments.PRETRAIN_METHODS, contrastive.ESTIMATORS, precision.PRECISIONS and pcrl.KEY_MIXES (tests keep
+    # them equal)
     _CHOICES = {"method": ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco", "models_genesis"),
-                "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16")}
+                "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16"), "key_mix": ("raw", "unit")}
 
     method: str = "pcrl"              # pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis
     epochs: int = 4
@@ -191,9 +194,12 @@ class PretrainConfig(_Section):
     weight_decay: float = 1e-4
     K: int = 1024                     # queue length (paper: 16,384)
     m: float = 0.999                  # EMA momentum of the key encoder
+    ema_horizon_fraction: float = 0.0  # 0 = keep m (released); f > 0: m = 1 − 1/max(1, f·steps), pcrl.ema_momentum
     T: float = 0.2                    # temperature τ
     feat_dim: int = 128
     nce: str | None = None            # None = the method's own ("nce" for PCRL/C2L as released, "infonce" for MoCo)
+    nce_exact: bool = False           # False = released NCE numerics (eps 1e-5, integer Z) | True = exact estimator
+    key_mix: str = "raw"              # pass-B mixed keys: raw = released (mix projections, then normalise) | unit
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
     precision: str = "auto"           # auto | fp32 | bf16 | fp16
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data
@@ -206,7 +212,8 @@ class PretrainConfig(_Section):
 class FinetuneConfig(_Section):
     """Few-label fine-tuning and evaluation (PCRL_SPEC §10)."""
 
-    _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
+    # lr 0 keeps the initial weights: a fixed-model baseline (and how the early-stopping test freezes a model)
+    _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "lr": ">= 0", "weight_decay": ">= 0",
                "label_fractions": "(0, 1]", "seeds": ">= 0", "patience": ">= 0", "bootstrap": ">= 0",
                "num_workers": ">= 0", "max_steps_per_epoch": ">= 0"}
     _TUPLES = {"label_fractions": ("float", None), "seeds": ("int", None)}

@@ -23,6 +23,7 @@ nothing half-written looks like a success.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import paths
-from .config import PROFILES
+from .config import INVALID, KINDS, PROFILES, convert_value
 
 SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED", "DEVICE")
 KERNEL_NAME = "pcrl-kit"
@@ -45,6 +46,15 @@ _NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 _ASSIGNMENT_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([^#\n]*?)\s*(?:#(.*))?$", re.M)
 # Per-cell limit: a cell that hangs (say, an interactive widget waiting for a click) fails instead of blocking.
 CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
+# What a ``-p`` value must be for the course's parameters whose default is None (the others are checked against
+# their default's type). A ``list[...]`` parameter given one value gets a one-element list (METHODS pcrl);
+# ``int[3]`` is exactly three ints, (X, Y, Z).
+PARAMETER_KINDS = {"DATA_ROOT": "str", "OUTPUT_DIR": "str", "CLAIMS": "str", "EPOCHS": "int", "IMAGE_SIZE": "int",
+                   "PAIRS_PER_SCAN": "int", "MAX_NEGATIVES": "int", "PATCHES_PER_EPOCH": "int", "LR": "float",
+                   "SPACING_MM": "float", "OVERLAP": "float", "CUBE": "int[3]", "WINDOW": "int[3]",
+                   "METHODS": "list[str]", "LABEL_FRACTIONS": "list[float]", "SEEDS": "list[int]"}
+# A notebook reads the real dataset X when it calls sources.dataset_root(DATA_ROOT, "X") (or loops over names).
+_DATASET_CALL_RE = re.compile(r"dataset_root\(DATA_ROOT,\s*(?:[\"'](\w+)[\"']|(\w+))\s*\)")
 
 
 class CourseError(Exception):
@@ -142,6 +152,21 @@ class Notebook:
                                             "help": comment.strip()})
         return found
 
+    def datasets(self) -> list[str]:
+        """The real datasets the notebook reads under ``DATA_ROOT``: the names in its
+        ``sources.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there."""
+        import nbformat
+
+        found: list[str] = []
+        for cell in nbformat.read(self.path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for literal, variable in _DATASET_CALL_RE.findall(cell.source):
+                loop = re.search(rf"for\s+{variable}\s+in\s+[(\[]([^)\]]*)[)\]]", cell.source) if variable else None
+                names = [literal] if literal else re.findall(r"[\"'](\w+)[\"']", loop.group(1)) if loop else []
+                found += [name for name in names if name not in found]
+        return found
+
     def digest(self) -> str:
         """Hash of the notebook's code cells (editing a notebook invalidates ``--resume``)."""
         import nbformat
@@ -181,6 +206,70 @@ def _parse_value(text: str) -> Any:
         except json.JSONDecodeError:
             continue
     return text
+
+
+def _parameter_kind(name: str, default: str) -> str | None:
+    """``int``, ``float``, ``bool``, ``str``, ``list[<kind>]`` or ``<kind>[n]`` from a parameter's default (the source text of its
+    value in the parameters cell), :data:`PARAMETER_KINDS` for a None default; None = not checked."""
+    try:
+        value = ast.literal_eval(default)
+    except (ValueError, SyntaxError):  # an expression, e.g. PROFILE = os.environ.get(...)
+        return None
+    if value is None:
+        return PARAMETER_KINDS.get(name)
+    if isinstance(value, (list, tuple)):
+        return f"list[{type(value[0]).__name__ if value else 'str'}]"
+    kind = type(value).__name__
+    return kind if kind in KINDS else None
+
+
+def check_parameter(notebook: Notebook, name: str, info: dict, value: Any) -> Any:
+    """``value`` converted to the kind of ``notebook``'s parameter ``name``, or :class:`CourseError` (one line)."""
+    default = str(info.get("default", "None"))
+    kind = _parameter_kind(name, default)
+    if kind is None or (value is None and default == "None"):
+        return value
+    listed = re.fullmatch(r"list\[(\w+)\]|(\w+)\[(\d+)\]", kind)
+    if listed:
+        element, length = listed.group(1) or listed.group(2), int(listed.group(3)) if listed.group(3) else None
+        items = list(value) if isinstance(value, (list, tuple)) else [value] if length is None else None
+        converted: Any = None if items is None else [convert_value(element, item) for item in items]
+        ok = converted is not None and element in KINDS and INVALID not in converted \
+            and length in (None, len(converted))
+        what = f"a list of {f'{length} ' if length else ''}{KINDS.get(element, ('', 'values'))[1]}"
+    else:
+        converted = convert_value(kind, value)
+        ok, what = converted is not INVALID, KINDS[kind][0]
+    if not ok:
+        note = f"  # {info['help']}" if info.get("help") else ""
+        raise CourseError(f"-p {name} {json.dumps(value, default=str)}: {notebook.stem} needs {what}"
+                          f"{' or null' if default == 'None' else ''} ({name} = {default}{note})")
+    return converted
+
+
+def check_data_root(root: Path, notebooks: list[Notebook]) -> None:
+    """Check the real datasets the selected notebooks read (:meth:`Notebook.datasets`) against the expected layout
+    (:func:`pcrl_lib.data.check.check`, headers only), before anything runs; :class:`CourseError` naming what is
+    missing."""
+    from .data import sources
+    from .data.check import check
+
+    users: dict[str, list[str]] = {}
+    for nb in notebooks:
+        for dataset in nb.datasets():
+            users.setdefault(dataset, []).append(nb.stem)
+    for dataset, stems in users.items():
+        try:
+            folder = sources.dataset_root(root, dataset)
+            report = check(folder, dataset, limit=0)
+        except (FileNotFoundError, ValueError) as err:
+            raise CourseError(f"--data-root: {err} (read by {', '.join(stems)})") from err
+        if not report.ok:
+            first = report.errors[0]
+            more = f" and {len(report.errors) - 1} more" if len(report.errors) > 1 else ""
+            raise CourseError(f"--data-root {root}: {dataset}/ is not laid out as expected (read by {', '.join(stems)}): "
+                              f"{first.path}: {first.message}{more}; list every problem with python -m pcrl_lib.data.cli "
+                              f"check --dataset {dataset} --root {folder}".replace("\n", " "))
 
 
 def build_parameters(notebook: Notebook, declared: dict[str, dict], profile: str, data_root: Path | None,
@@ -264,6 +353,9 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
 
     if profile not in PROFILES:
         raise CourseError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if cell_timeout not in (None, -1) and not (isinstance(cell_timeout, (int, float)) and math.isfinite(cell_timeout)
+                                               and cell_timeout > 0):
+        raise CourseError(f"--cell-timeout must be a positive number of seconds, got {cell_timeout}")
     root = Path(data_root).expanduser().resolve() if data_root else None
     if root is not None and not root.is_dir():
         raise CourseError(f"--data-root {data_root} does not exist or is not a folder")
@@ -278,6 +370,10 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
     unknown = sorted(set(params or {}) - all_declared)
     if unknown:
         raise CourseError(f"unknown parameter {', '.join(unknown)}; valid: {', '.join(sorted(all_declared))}")
+    checked = {nb.stem: {name: check_parameter(nb, name, declared[nb.stem][name], value)
+                         for name, value in extra.items() if name in declared[nb.stem]} for nb in notebooks}
+    if root is not None:
+        check_data_root(root, notebooks)
     timeout = CELL_TIMEOUT_S[profile] if cell_timeout == -1 else cell_timeout
 
     out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +389,7 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
     state = _load_json(state_path)
     outcomes: list[Outcome] = []
     for i, nb in enumerate(notebooks, 1):
-        nb_params = build_parameters(nb, declared[nb.stem], profile, root, out, extra)
+        nb_params = build_parameters(nb, declared[nb.stem], profile, root, out, checked[nb.stem])
         digest = params_digest(nb, nb_params)
         previous = state.get(nb.stem, {})
         tag = f"[{i}/{len(notebooks)}] {nb.stem}"

@@ -143,3 +143,75 @@ def test_write_record_is_json_safe(tmp_path):
                                                          "bad": float("nan")})
     rec = json.loads(path.read_text())
     assert rec["figures"] == {"auc": 0.5, "loss": 1.5, "bad": None}
+
+
+# --------------------------------------------------------------------------- checks before any notebook runs
+TYPED_PARAMS = PARAMS + """FORCE = False
+EPOCHS = None  # epochs; None: the profile's
+METHODS = None  # e.g. ["moco", "pcrl"]
+"""
+READS_LITS = """
+if DATA_ROOT is not None:
+    from pcrl_lib.data import sources
+    sources.dataset_root(DATA_ROOT, "lits")
+from pcrl_lib.course import write_record
+write_record(OUTPUT_DIR, "00_typed", figures={"methods": "+".join(METHODS), "epochs": EPOCHS})
+"""
+
+
+@pytest.fixture
+def typed_nbdir(tmp_path):
+    d = tmp_path / "typed"
+    d.mkdir()
+    _write_nb(d / "00_typed.ipynb", READS_LITS, params=TYPED_PARAMS)
+    return d
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "EPOCHS", "abc"], '-p EPOCHS "abc": 00_typed needs an int or null (EPOCHS = None  # epochs;'),
+    (["-p", "EPOCHS", "1.5"], "-p EPOCHS 1.5: 00_typed needs an int or null"),
+    (["-p", "SCALE", "big"], '-p SCALE "big": 00_typed needs an int (SCALE = 2  # a notebook\'s own knob)'),
+    (["-p", "FORCE", "maybe"], '-p FORCE "maybe": 00_typed needs true or false'),
+    (["-p", "METHODS", "[1, 2]"], "-p METHODS [1, 2]: 00_typed needs a list of strings or null"),
+    (["--cell-timeout", "-5"], "--cell-timeout must be a positive number of seconds, got -5.0"),
+    (["--cell-timeout", "nan"], "--cell-timeout must be a positive number of seconds, got nan"),
+    (["--data-root", "{empty}"], "no 'lits' folder (expected {empty}/lits, laid out as in data/README.md); "
+                                 "sub-folders found: none (read by 00_typed)"),
+    (["--data-root", "{wrong}"], "--data-root {wrong}: lits/ is not laid out as expected (read by 00_typed): "
+                                 "{wrong}/lits: folder is empty"),
+])
+def test_cli_bad_parameters_and_data_root_are_one_line_exit_2_before_any_work(typed_nbdir, tmp_path, capsys, args,
+                                                                              message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "wrong" / "lits").mkdir(parents=True)
+    args = [a.format(empty=tmp_path / "empty", wrong=tmp_path / "wrong") for a in args]
+    out = tmp_path / "run"
+    code = course.main(["--notebooks-dir", str(typed_nbdir), "run", "--profile", "smoke", "--output-dir", str(out),
+                        *args, "--no-prepare"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message.format(empty=tmp_path / "empty", wrong=tmp_path / "wrong") in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_parameters_are_converted_to_the_declared_kind(typed_nbdir, tmp_path):
+    # METHODS pcrl is the one-element list ["pcrl"], not the characters p, c, r, l; EPOCHS 2.0 is the int 2
+    outcomes, _ = _run(typed_nbdir, tmp_path / "run", params={"METHODS": "pcrl", "EPOCHS": 2.0})
+    assert outcomes[0].status == "ok", outcomes[0].error
+    assert outcomes[0].params["METHODS"] == ["pcrl"] and outcomes[0].params["EPOCHS"] == 2
+    rec = json.loads((tmp_path / "run" / "records" / "00_typed.json").read_text())
+    assert rec["figures"] == {"methods": "pcrl", "epochs": 2}
+
+
+def test_data_root_with_the_expected_layout_passes(typed_nbdir, tmp_path):
+    from pcrl_lib.data import synthetic
+
+    synthetic.write("lits", tmp_path / "data" / "lits", n=2, size=32)
+    course.check_data_root(tmp_path / "data", course.discover(typed_nbdir))  # no error
+    assert course.discover(typed_nbdir)[0].datasets() == ["lits"]
+
+
+def test_real_notebooks_name_the_datasets_they_read():
+    read = {nb.number: nb.datasets() for nb in course.discover()}
+    assert read["01"] == ["nih", "luna16"] and read["03"] == ["nih"] and read["08"] == ["lits"]
+    assert read["00"] == [] and read["10"] == []
