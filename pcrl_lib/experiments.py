@@ -36,12 +36,22 @@ def _check(spatial_dims: int, method: str) -> None:
 
 def pretraining_dataset(profile: str, spatial_dims: int, data_root: str | os.PathLike | None = None,
                         progress: bool = True, **pretrain_overrides: Any):
-    """The prepared pretraining set of ``profile``: 2D image cache or 3D crop-pair cache at the profile's sizes."""
+    """The prepared pretraining set of ``profile``: 2D image cache or 3D crop-pair cache at the profile's sizes.
+
+    2D: the cache holds the images at the *source* size ``DataConfig.image_size_2d`` (paper 1024, quick 128);
+    the views (``PretrainConfig.image_size_2d``: 224, 64) are cut from it and resized, as the released code cuts
+    its views from the originals. A source smaller than the views is a ``ValueError``."""
     from .data import sources
 
-    cfg = get_profile(profile).pretrain.override(**pretrain_overrides)
+    profile_cfg = get_profile(profile)
+    cfg = profile_cfg.pretrain.override(**pretrain_overrides)
     if spatial_dims == 2:
-        return sources.pretraining_set_2d(profile, data_root, size=cfg.image_size_2d, progress=progress)
+        source = profile_cfg.data.image_size_2d
+        if source < cfg.image_size_2d:
+            raise ValueError(f"the 2D cache size DataConfig.image_size_2d={source} is smaller than the views "
+                             f"(PretrainConfig.image_size_2d={cfg.image_size_2d}); views are cut from the cache, "
+                             "so make the cache at least as large as the views")
+        return sources.pretraining_set_2d(profile, data_root, size=source, progress=progress)
     return sources.pretraining_set_3d(profile, data_root, cube=cfg.cube_size, progress=progress)
 
 

@@ -238,10 +238,18 @@ def plot_history(history: Sequence[Mapping] | str | os.PathLike, path: str | os.
 
 
 # -------------------------------------------------------------------------------------------- trainer
-def run_config(cfg: PretrainConfig, *, spatial_dims: int, seed: int, num_items: int, world_size: int = 1) -> dict:
-    """The JSON-able description of a run that decides whether a finished run can be reused."""
-    return json.loads(json.dumps({"method": cfg.method, "spatial_dims": spatial_dims, "seed": seed,
-                                  "num_items": num_items, "world_size": world_size, "pretrain": cfg.to_dict()}))
+def run_config(cfg: PretrainConfig, *, spatial_dims: int, seed: int, num_items: int, world_size: int = 1,
+               dataset: Dataset | None = None) -> dict:
+    """The JSON-able description of a run that decides whether a finished run can be reused; with a ``dataset``
+    read from a prepared cache also its data recipe (``data``: cache sizes, crop recipe, input files)."""
+    from .data.preprocess import data_recipe
+
+    config = {"method": cfg.method, "spatial_dims": spatial_dims, "seed": seed, "num_items": num_items,
+              "world_size": world_size, "pretrain": cfg.to_dict()}
+    recipe = data_recipe(dataset)
+    if recipe is not None:
+        config["data"] = recipe
+    return json.loads(json.dumps(config))
 
 
 def _config_differences(a: Mapping, b: Mapping) -> list[str]:
@@ -312,7 +320,7 @@ class Trainer:
                              f"per rank x {self.dist.world_size} rank(s); lower batch_size_{spatial_dims}d "
                              "or provide more data")
         self.config = run_config(cfg, spatial_dims=spatial_dims, seed=seed, num_items=self.num_items,
-                                 world_size=self.dist.world_size)
+                                 world_size=self.dist.world_size, dataset=dataset)
 
         self.method = method.to(self.device)
         self.model: nn.Module = self.method
@@ -647,17 +655,22 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 class GenesisViews:
     """Models Genesis input for the CLI (PCRL_SPEC §9): the first crop of each 3D pair ``(B, 2, 1, X, Y, Z)``,
-    or the gray images ``(B, 1, S, S)`` repeated to 3 channels, distorted by ``GenesisRestoration``."""
+    or the gray images ``(B, 1, S, S)`` repeated to 3 channels, distorted by ``GenesisRestoration``. 2D images
+    from a cache larger than the views are resized (antialiased) to ``size`` first, the input size of PCRL's views."""
 
-    def __init__(self, spatial_dims: int):
+    def __init__(self, spatial_dims: int, size: int | None = None):
         from .transforms import GenesisRestoration
 
-        self.spatial_dims = spatial_dims
+        self.spatial_dims, self.size = spatial_dims, size
         self.restoration = GenesisRestoration(spatial_dims)
 
     def __call__(self, raw: torch.Tensor, generator: torch.Generator):
-        x = raw[:, 0] if self.spatial_dims == 3 else raw.expand(-1, 3, -1, -1)
-        return self.restoration(x, generator)
+        if self.spatial_dims == 3:
+            return self.restoration(raw[:, 0], generator)
+        if self.size is not None and tuple(raw.shape[-2:]) != (self.size, self.size):
+            raw = torch.nn.functional.interpolate(raw, size=(self.size, self.size), mode="bilinear",
+                                                  align_corners=False, antialias=True)
+        return self.restoration(raw.expand(-1, 3, -1, -1), generator)
 
 
 def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[nn.Module, Dataset, Callable]:
@@ -679,7 +692,7 @@ def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[
                              f"pass -p cube_size '{list(cube)}' or prepare the cache with the profile's cube size")
         views = PCRLViews3D(align_targets=cfg.align_targets)
     if cfg.method == "models_genesis":
-        views = GenesisViews(spatial_dims)
+        views = GenesisViews(spatial_dims, cfg.image_size_2d)
     method = build_method_from_config(cfg, spatial_dims, n_data=len(dataset))
     return method, dataset, views
 

@@ -415,3 +415,46 @@ def test_image_cache_resizes_labels_and_resumes(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(FileNotFoundError, match="missing.png"):
             prepare_image_cache([folder / "missing.png"], tmp_path / "bad", size=8, progress=False)
+
+
+def test_2d_pretraining_cache_is_the_source_resolution_not_the_view_size(embedded):
+    from pcrl_lib.config import get_profile
+    from pcrl_lib.experiments import pretraining_dataset
+
+    source = get_profile("smoke").data.image_size_2d
+    data = pretraining_dataset("smoke", 2, progress=False, image_size_2d=source // 2)    # views half the cache
+    assert data[0].shape == (1, source, source)
+    with pytest.raises(ValueError, match="smaller than the views"):
+        pretraining_dataset("smoke", 2, progress=False, image_size_2d=source * 2)
+    quick, paper = get_profile("quick"), get_profile("paper")
+    assert quick.data.image_size_2d == 2 * quick.pretrain.image_size_2d       # 128 px source, 64 px views
+    assert paper.data.image_size_2d == 1024 and paper.pretrain.image_size_2d == 224   # NIH's originals
+
+
+def test_run_config_records_the_data_recipe(tmp_path):
+    from pcrl_lib.config import get_profile
+    from pcrl_lib.train import ImagesOnly, run_config
+
+    folders = [tmp_path / "here", tmp_path / "moved"]
+    for folder in folders:
+        folder.mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((40, 40), 60 * i, np.uint8)).save(folder / f"x{i}.png")
+    made = {}
+    for name, folder, size in (("a", folders[0], 16), ("moved", folders[1], 16), ("big", folders[0], 24)):
+        prepare_image_cache(sorted(folder.iterdir()), tmp_path / name, size=size, progress=False)
+        made[name] = run_config(get_profile("smoke").pretrain, spatial_dims=2, seed=0, num_items=3,
+                                dataset=ImagesOnly(ImageCacheDataset(tmp_path / name)))
+    assert made["a"]["data"]["params"]["size"] == 16 and made["big"]["data"]["params"]["size"] == 24
+    assert made["a"]["data"] == made["moved"]["data"]          # same files elsewhere: the same recipe
+    assert made["a"]["data"] != made["big"]["data"]
+    plain = run_config(get_profile("smoke").pretrain, spatial_dims=2, seed=0, num_items=3,
+                       dataset=torch.utils.data.TensorDataset(torch.zeros(3)))
+    assert "data" not in plain
+
+
+def test_models_genesis_2d_input_is_cut_to_the_view_size_from_a_larger_cache():
+    from pcrl_lib.train import GenesisViews
+
+    sample = GenesisViews(2, 16)(torch.rand(2, 1, 32, 32), torch.Generator().manual_seed(0))
+    assert sample.x.shape == sample.target.shape == (2, 3, 16, 16)
