@@ -235,3 +235,26 @@ def test_prepared_segmentation_case_carries_its_direction(tmp_path):
                                 window=(0.6, 0.2), direction=case["direction"])  # 0 HU → 0.5 black, 400 → 0.7 white
     for ax in fig.axes:
         assert_top_left(displayed(ax), "comparison_figure of a prepared RAS case")
+
+
+def test_pretraining_cubes_are_cut_in_lps_order_whatever_the_storage(tmp_path):
+    """The same chest stored LPS (.mhd) and RAS (.nii.gz) gives the same cached crop pairs, so every cached cube
+    shares one orientation and the augmentation figures (direction None = LPS) show it upright."""
+    from pcrl_lib.data.preprocess import prepare_pretraining_cubes
+    from pcrl_lib.data.volume import Volume, write_volume
+
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in (72, 72, 40)], indexing="ij")
+    hu = np.full(x.shape, -1000.0, dtype=np.float32)
+    hu[(x / 0.95) ** 2 + (y / 0.9) ** 2 < 1] = 40.0
+    hu[((np.abs(x) - 0.42) / 0.38) ** 2 + (y / 0.7) ** 2 + (z / 1.05) ** 2 < 1] = -850.0
+    hu[:36, :20] += 300.0 * (hu[:36, :20] > -900)       # a right-anterior landmark, so a flip changes the cubes
+    hu += np.random.default_rng(0).normal(0, 15, hu.shape).astype(np.float32)
+    spacing = (1.0, 1.0, 1.0)
+    lps = write_volume(Volume(hu, spacing), tmp_path / "lps" / "scan.mhd")
+    ras = write_volume(Volume(np.ascontiguousarray(hu[::-1, ::-1]), spacing, direction=np.diag([-1.0, -1.0, 1.0])),
+                       tmp_path / "ras" / "scan.nii.gz")
+    kw = dict(cube=(16, 16, 8), pairs_per_scan=3, seed=0, margin=(6, 6, 3), progress=False)
+    prepare_pretraining_cubes([lps], tmp_path / "cubes_lps", **kw)
+    prepare_pretraining_cubes([ras], tmp_path / "cubes_ras", **kw)
+    cubes = {name: np.load(tmp_path / f"cubes_{name}" / "scan.npy") for name in ("lps", "ras")}
+    np.testing.assert_allclose(cubes["ras"], cubes["lps"], atol=1e-5)

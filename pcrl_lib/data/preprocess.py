@@ -34,6 +34,7 @@ from .images2d import load_image, resize_image
 from .crops import (HU_WINDOW, MAX_SOFT_FRACTION, MIN_IOU, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, RECIPES,
                     SOFT_HU, CropPairs, PatchSample, box_iou, crop_pairs, cubes_around, sample_patches,
                     scaled_crop_sizes)
+from .orientation import to_lps
 from .volume import Volume, read_volume, to_sitk
 
 __all__ = [
@@ -158,7 +159,10 @@ def _pretraining_work(payload: dict, out_dir: Path, name: str) -> dict:
     volume = resample(read_volume(payload["path"]), payload["spacing"], "linear")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # margin notes go to the manifest and one summary warning instead
-        pairs = crop_pairs(volume.array, cube=payload["cube"], n_pairs=payload["pairs_per_scan"],
+        # cut in LPS voxel order, so cubes of every scan share one anatomical orientation (and display upright);
+        # boxes refer to that order. A no-op for identity directions (LUNA16, DICOM, the synthetic CT).
+        pairs = crop_pairs(np.ascontiguousarray(to_lps(volume.array, volume.direction)), cube=payload["cube"],
+                           n_pairs=payload["pairs_per_scan"],
                            rng=item_rng(payload["seed"], name), name=payload["path"], **payload["options"])
     output = f"{name}.npy"
     atomic_save_npy(out_dir / output, pairs.cubes)
