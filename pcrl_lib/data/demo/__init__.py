@@ -15,8 +15,8 @@ lesion vs parenchyma cubes), :func:`liver_ct` (abdominal CT with a liver PSEUDO-
 """
 
 from .ct import LIVER_LABEL, ChestCT, chest_cts, liver_ct, resample_onto
-from .fetching import (DemoFetchError, HashMismatchError, Manifest, ManifestEntry, RegistryError, default_cache,
-                    fetch, load_manifest)
+from .fetching import (DamagedCacheError, DemoFetchError, HashMismatchError, Manifest, ManifestEntry, RegistryError,
+                       default_cache, fetch, load_manifest)
 from .mri import BrainMRI, brain_mris
 from .nodules import CubeSet, cut_cubes, lesion_centres, lung_parenchyma_mask, nodule_cubes, nodule_demo
 from .sources import SOURCES, Member, Source
@@ -24,7 +24,7 @@ from .summary import counts, describe
 from .xray import LABELS, XRayRecord, dicom_radiograph, load_xray, nih_label_table, parse_xray_name, xray_images
 
 __all__ = [
-    "BrainMRI", "ChestCT", "CubeSet", "DemoFetchError", "HashMismatchError", "LABELS", "LIVER_LABEL", "Manifest",
+    "BrainMRI", "ChestCT", "CubeSet", "DamagedCacheError", "DemoFetchError", "HashMismatchError", "LABELS", "LIVER_LABEL", "Manifest",
     "ManifestEntry", "Member", "RegistryError", "SOURCES", "Source", "XRayRecord", "brain_mris", "chest_cts",
     "counts", "cut_cubes", "default_cache", "describe", "dicom_radiograph", "fetch", "lesion_centres",
     "liver_ct", "load_manifest", "load_xray", "lung_parenchyma_mask", "nih_label_table", "nodule_cubes",

@@ -1,7 +1,7 @@
 """``python -m pcrl_lib.data.demo fetch|describe``: fetch the demo data, or summarise what is cached.
 
 Exit status: 0 on success, 1 when fetching fails (the message says which distribution and how to retry),
-2 on bad arguments.
+2 on bad arguments (e.g. ``--timeout -5``, a ``--cache-dir`` that is a file), before anything is fetched.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             fetch(args.cache_dir, progress=not args.quiet, wheel_dir=args.wheel_dir, timeout=args.timeout)
         else:
             print(describe(args.cache_dir))
-    except (DemoFetchError, FileNotFoundError, ValueError) as err:
+    except ValueError as err:  # fetch checks its arguments before any work; describe's are data errors
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if args.command == "fetch" else 1
+    except (DemoFetchError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

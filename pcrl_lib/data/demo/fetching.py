@@ -11,6 +11,10 @@ renamed only when every member is copied and hashed, so a folder that exists is 
 appears only after all folders exist. An interrupted fetch leaves at most hidden temporary folders
 (removed by the next run) and never a manifest. A rerun reuses the folders that are already complete.
 
+Damage: a cached file that no longer matches its recorded sha256 is repaired by refetching its distribution.
+The manifest of the same pins is kept meanwhile (the other folders stay usable), and when the distribution
+cannot be obtained (offline) the error names the damaged file first (:class:`DamagedCacheError`).
+
 Offline use: ``fetch(wheel_dir=...)`` or the ``PCRL_DEMO_WHEELS`` environment variable names a folder
 holding the pinned files (same names, same hashes) and pip is not called.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -55,6 +60,10 @@ class RegistryError(DemoFetchError):
     """pip could not obtain the distribution (registry unreachable, timeout, build step failed)."""
 
 
+class DamagedCacheError(DemoFetchError):
+    """A cached file no longer matches its recorded sha256, and its distribution could not be fetched again."""
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     """Provenance of one extracted file; ``local_path`` is relative to the cache root (its manifest key)."""
@@ -80,10 +89,17 @@ class Manifest:
     entries: tuple[ManifestEntry, ...]
 
     def path(self, key: str) -> Path:
-        """Absolute path of the file recorded under ``key`` (e.g. ``"pyradiomics/lung1_image.nrrd"``)."""
+        """Absolute path of the file recorded under ``key`` (e.g. ``"pyradiomics/lung1_image.nrrd"``); a missing
+        file or one of another size (cut short, overwritten) is a ``FileNotFoundError`` naming it."""
         for entry in self.entries:
             if entry.local_path == key:
-                return self.root / key
+                path = self.root / key
+                size = path.stat().st_size if path.is_file() else None
+                if size != entry.size:
+                    state = "is missing" if size is None else f"holds {size} bytes instead of {entry.size}"
+                    raise FileNotFoundError(f"demo file {path} {state} (damaged after the fetch); rerun "
+                                            f"`{_FETCH_HINT}` with the package registry reachable to repair it")
+                return path
         raise KeyError(f"{key!r} is not in the demo manifest at {self.root / MANIFEST}; the demo sources may "
                        f"have changed: rerun `{_FETCH_HINT}`")
 
@@ -161,13 +177,25 @@ def _valid_package(root: Path, source: Source) -> list[ManifestEntry] | None:
     return entries if all(_entry_ok(root, e) for e in entries) else None
 
 
+def _damaged(root: Path, source: Source) -> list[str]:
+    """Keys of the files in this pin's extracted folder that no longer match their recorded size and sha256
+    (empty when the folder is absent, incomplete or from another pin: that is a plain refetch, not damage)."""
+    entries = _read_entries(root / _folder(source) / PROVENANCE)
+    if not entries or any(e.distribution_sha256 != source.sha256 for e in entries):
+        return []
+    return [e.local_path for e in entries if (root / e.local_path).is_file() and not _entry_ok(root, e)]
+
+
+def _pins(entries: Sequence[ManifestEntry]) -> set[tuple[str, str, str]]:
+    return {(e.package, e.version, e.distribution_sha256) for e in entries}
+
+
 def _complete_manifest(root: Path, sources: Sequence[Source]) -> Manifest | None:
     entries = _read_entries(root / MANIFEST)
     if entries is None:
         return None
     pinned = {(s.package, s.version, s.sha256) for s in sources}
-    recorded = {(e.package, e.version, e.distribution_sha256) for e in entries}
-    if recorded != pinned or len(entries) != sum(m.expect for s in sources for m in s.members):
+    if _pins(entries) != pinned or len(entries) != sum(m.expect for s in sources for m in s.members):
         return None
     return Manifest(root, tuple(entries)) if all(_entry_ok(root, e) for e in entries) else None
 
@@ -333,6 +361,11 @@ def _extract(source: Source, archive: Path, root: Path) -> list[ManifestEntry]:
     return entries
 
 
+def _examples(keys: Sequence[str], shown: int = 3) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
@@ -368,7 +401,13 @@ def fetch(cache_dir: str | os.PathLike | None = None, progress: bool = True,
     Raises :class:`HashMismatchError` / :class:`RegistryError` (both :class:`DemoFetchError`) with a
     message naming the distribution, the hashes and how to retry.
     """
-    root = Path(cache_dir) if cache_dir is not None else default_cache()
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"cache folder {root} is a file; pass a folder (--cache-dir / cache_dir=), created if "
+                         "missing")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds per pip download, got {timeout}")
     if wheel_dir is None and os.environ.get(WHEELS_ENV):
         wheel_dir = os.environ[WHEELS_ENV]
     wheel_dir = Path(wheel_dir).expanduser() if wheel_dir is not None else None
@@ -383,10 +422,22 @@ def fetch(cache_dir: str | os.PathLike | None = None, progress: bool = True,
         return manifest
 
     start = time.perf_counter()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST).unlink(missing_ok=True)  # a stale manifest must not vouch for a cache being rebuilt
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cache folder {root} cannot be created ({err.strerror}); pass another --cache-dir / "
+                         "cache_dir=") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ValueError(f"cache folder {root} is not writable; pass another --cache-dir / cache_dir= or fix its "
+                         "permissions")
+    recorded = _read_entries(root / MANIFEST) if (root / MANIFEST).is_file() else None
+    if recorded is not None and _pins(recorded) != {(s.package, s.version, s.sha256) for s in sources}:
+        # another pin set's manifest must not vouch for a cache being rebuilt; the same pins' manifest stays, so
+        # that a damaged file (repaired below) does not make the intact folders unusable meanwhile
+        (root / MANIFEST).unlink()
     _remove_leftovers(root)
     entries: list[ManifestEntry] = []
+    unrepaired: list[tuple[Source, list[str], DemoFetchError]] = []
     for number, source in enumerate(sources, 1):
         step = f"[{number}/{len(sources)}] {source.requirement}"
         reused = _valid_package(root, source)
@@ -394,14 +445,32 @@ def fetch(cache_dir: str | os.PathLike | None = None, progress: bool = True,
             _say(progress, f"{step}: already extracted in {root / _folder(source)}")
             entries.extend(reused)
             continue
+        damaged = _damaged(root, source)
+        if damaged:
+            _say(progress, f"{step}: {_examples(damaged)} in {root} changed after the fetch (sha256 mismatch); "
+                           "fetching the distribution again to repair it")
         _say(progress, f"{step}: {'copying from ' + str(wheel_dir) if wheel_dir else 'pip download'} "
                        f"({source.kind}) ...")
-        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
-            archive = _obtain(source, wheel_dir, Path(scratch), timeout)
-            extracted = _extract(source, archive, root)
+        try:
+            with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
+                archive = _obtain(source, wheel_dir, Path(scratch), timeout)
+                extracted = _extract(source, archive, root)
+        except DemoFetchError as err:
+            if not damaged:
+                raise
+            unrepaired.append((source, damaged, err))  # go on: the other distributions may be repairable
+            continue
         entries.extend(extracted)
         _say(progress, f"{step}: sha256 ok, extracted {len(extracted)} file(s) "
                        f"({sum(e.size for e in extracted) / 2**20:.1f} MiB) into {root / _folder(source)}")
+    if unrepaired:
+        keys = [key for _, damaged, _ in unrepaired for key in damaged]
+        needed = ", ".join(source.filename for source, _, _ in unrepaired)
+        raise DamagedCacheError(
+            f"demo cache {root}: {_examples(keys)} no longer match(es) the sha256 recorded at fetch time (changed "
+            f"or corrupted on disk); the manifest and the other demo files are intact and still usable. To repair, "
+            f"rerun `{_FETCH_HINT}` where {needed} can be obtained (package registry reachable, or --wheel-dir / "
+            f"{WHEELS_ENV} holding it); this time it could not: {unrepaired[0][2]}")
     manifest = Manifest(root, tuple(entries))
     _write_json_atomic(root / MANIFEST, manifest.to_json())
     _say(progress, f"demo data ready at {root}: {len(entries)} files, {manifest.size_bytes / 2**20:.1f} MiB "
