@@ -1,10 +1,10 @@
 """Figures for the course: diagrams, slice viewers (static when headless), image grids."""
 
 from .diagram import draw_pcrl_flow
-from .viewer import WINDOWS, apply_window, headless, montage, render_slice, slice_viewer
+from .viewer import WINDOWS, apply_window, convention, headless, montage, render_slice, show_slice, slice_viewer
 
-__all__ = ["draw_pcrl_flow", "WINDOWS", "apply_window", "headless", "montage", "render_slice", "slice_viewer",
-           "image_grid"]
+__all__ = ["draw_pcrl_flow", "WINDOWS", "apply_window", "convention", "headless", "montage", "render_slice",
+           "show_slice", "slice_viewer", "image_grid"]
 
 
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.8, vmin=None, vmax=None):
