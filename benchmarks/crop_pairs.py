@@ -8,7 +8,15 @@ at a LUNA-like native spacing so the resampling is part of the cost), then times
    (each into a fresh folder; includes starting the worker processes);
 3. the cached rerun (every scan reused).
 
-Prints seconds per scan. Run: ``python benchmarks/crop_pairs.py [--scans 4] [--spacing 0.75,0.75,1.25]``.
+Prints seconds per scan. Then the crop recipe, released (default) vs kit, on one synthetic scan at 1 mm:
+
+4. the size shares of pairs with IoU > 0.25 before the lung filter: the released sampler's exact enumeration
+   (:func:`~pcrl_lib.data.crops.pair_size_shares`) next to draws of both samplers;
+5. the lung filter's pass rate per crop size (boxes placed uniformly): released (sum over the resized crop vs 15 %
+   of the original crop) vs kit (15 % of the crop's voxels);
+6. the size shares of the pairs finally kept by ``crop_pairs`` with each whole recipe.
+
+Run: ``python benchmarks/crop_pairs.py [--scans 4] [--spacing 0.75,0.75,1.25] [--recipe-pairs 200]``.
 """
 
 from __future__ import annotations
@@ -37,12 +45,63 @@ def synthetic_chest(extent_mm: float, spacing: tuple[float, float, float], seed:
     return np.clip(hu, -1024, 3071).astype(np.int16)
 
 
+def recipe_tables(hu: np.ndarray, pairs: int, boxes_per_size: int = 60) -> None:
+    """Print the released vs kit crop recipe on one scan ``hu`` (1 mm grid, HU): tables 4–6 of the docstring."""
+    from pcrl_lib.data.crops import (EXTRA_SLICES, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, SOFT_HU, crop_pairs,
+                                     draw_box_pairs, extract_boxes_released, pair_size_shares, released_lung_sum)
+
+    sizes = np.array(PAPER_CROP_SIZES)
+    lo, hi = np.array(PAPER_MARGIN), np.array(hu.shape) - PAPER_MARGIN
+    names = ["×".join(map(str, s)) for s in sizes]
+
+    def shares(boxes: np.ndarray) -> np.ndarray:
+        found = boxes[..., 3:] - boxes[..., :3]
+        return np.array([100 * (found.reshape(-1, 3) == s).all(1).mean() for s in sizes])
+
+    exact = pair_size_shares(hu.shape, sizes, PAPER_MARGIN)
+    rows = {"released, exact": 100 * (exact.sum(0) + exact.sum(1)) / 2}
+    for sampler in ("released", "kit"):
+        a, b, _ = draw_box_pairs(np.random.default_rng(0), 20_000, sizes, lo, hi, sampler=sampler)
+        rows[f"{sampler}, 20k draws"] = shares(np.stack([a, b], 1))
+
+    rng = np.random.default_rng(1)
+    threshold = (SOFT_HU + 1000.0) / 2000.0
+    rates = {"released filter": [], "kit filter": []}
+    for size in sizes:
+        top = hi - np.array([1, 1, 1 + EXTRA_SLICES]) - size
+        start = lo + np.floor(rng.random((boxes_per_size, 3)) * (top - lo + 1)).astype(np.int64)
+        boxes = np.concatenate([start, start + size], 1)
+        stat = released_lung_sum(extract_boxes_released(hu, boxes, PAPER_CUBE), threshold, PAPER_CUBE[2]) / size.prod()
+        rates["released filter"].append(100 * (stat <= 0.15).mean())
+        kit = [(hu[x0:x1, y0:y1, z0:z1] >= SOFT_HU).mean() for x0, y0, z0, x1, y1, z1 in boxes]
+        rates["kit filter"].append(100 * (np.array(kit) <= 0.15).mean())
+
+    kept = {}
+    for recipe in ("released", "kit"):
+        t0 = time.perf_counter()
+        result = crop_pairs(hu, cube=PAPER_CUBE, n_pairs=pairs, rng=np.random.default_rng(2), max_tries=200_000,
+                            sampler=recipe, lung_filter=recipe, crop_resize=recipe)
+        kept[f"{recipe} recipe, {len(result)} pairs kept of {result.tries} ({time.perf_counter() - t0:.0f} s)"] = \
+            shares(result.boxes)
+
+    def table(title: str, data: dict) -> None:
+        print(f"\n{title}\n{'':<44}" + "".join(f"{n:>12}" for n in names))
+        for label, values in data.items():
+            print(f"{label:<44}" + "".join(f"{v:11.1f}%" for v in values))
+
+    table(f"4. size shares of pairs with IoU > 0.25, before the lung filter (scan {hu.shape}, margin 70/15)", rows)
+    table(f"5. lung-filter pass rate per crop size ({boxes_per_size} uniform boxes each)", rates)
+    table("6. size shares of the pairs crop_pairs keeps (whole recipe)", kept)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=4, help="number of synthetic scans (default 4)")
     parser.add_argument("--extent", type=float, default=300.0, help="scan side in mm (default 300)")
     parser.add_argument("--spacing", default="0.75,0.75,1.25", help="native spacing x,y,z in mm (LUNA-like)")
     parser.add_argument("--pairs", type=int, default=16, help="pairs per scan (default 16)")
+    parser.add_argument("--recipe-pairs", type=int, default=200,
+                        help="pairs kept per recipe for the released-vs-kit size shares (default 200; 0 skips)")
     args = parser.parse_args()
 
     from pcrl_lib.data.preprocess import crop_pairs, prepare_pretraining_cubes, resample
@@ -89,6 +148,8 @@ def main() -> None:
             print(f"{label:<46} {seconds:8.2f} {seconds / args.scans:14.3f} {in_worker:14.3f}")
         size_mb = sum(p.stat().st_size for p in out.glob("*.npy")) / 2**20
         print(f"cache: {size_mb:.1f} MiB for {args.scans} scans ({size_mb / args.scans:.1f} MiB per scan, float32)")
+        if args.recipe_pairs:
+            recipe_tables(grid.array, args.recipe_pairs)
 
 
 if __name__ == "__main__":
