@@ -83,7 +83,8 @@ def check(root: str | Path, dataset: str, limit: int | None = 200, deep: bool = 
     """Check the folder ``root`` against the layout of ``dataset`` (one of :data:`DATASETS`).
 
     ``limit``: how many 2D images to open (the rest are only checked to exist; None = all). ``deep``: also
-    read all voxels of every volume (truncation, NaN/±inf, mask labels) and fully decode images. ``raise_on_error``: raise one ValueError listing all problems.
+    read all voxels of every volume (truncation, NaN/±inf, mask labels) and fully decode images.
+    ``raise_on_error``: raise one ValueError listing all problems.
     """
     if dataset not in _CHECKS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -308,7 +309,7 @@ def _check_mhd(path: Path, report: CheckReport, deep: bool = False) -> tuple | N
         try:
             _nonfinite(path, read_volume(path, np.float64, nonfinite="keep").array, report)
         except ValueError as err:
-            report.add(path, f"cannot read voxels ({err})")
+            report.add(path, f"cannot read voxels: {str(err).removeprefix(f'{path}: ')}")
     n = reader.GetDimension()
     return (size[:3], reader.GetOrigin()[:3], reader.GetSpacing()[:3],
             np.asarray(reader.GetDirection()).reshape(n, n)[:3, :3])

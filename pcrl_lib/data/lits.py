@@ -87,7 +87,8 @@ def read_case(case: LitsCase | str | Path, segmentation: str | Path | None = Non
 
     ``case`` is a :class:`LitsCase` or the path of ``volume-N.nii``; then ``segmentation`` is its mask
     (default: ``segmentation-N`` in the same folder). Raises ``ValueError`` naming both files when their
-    shapes or spacings differ, or when the mask holds labels other than 0, 1, 2.
+    shapes or spacings differ, or when the mask holds labels other than 0, 1, 2, and naming the file when it
+    is truncated (:class:`~pcrl_lib.data.volume.CorruptVolumeError`) or holds NaN/±inf voxels.
     """
     if isinstance(case, LitsCase):
         volume_path, mask_path = case.volume, case.segmentation

@@ -54,7 +54,8 @@ def scan_index(root: str | Path) -> dict[str, Path]:
 
 
 def read_scan(path: str | Path) -> Volume:
-    """Read one ``.mhd``/``.raw`` scan as a float32 HU :class:`Volume` (spacing, origin, direction kept)."""
+    """Read one ``.mhd``/``.raw`` scan as a float32 HU :class:`Volume` (spacing, origin, direction kept); a
+    missing ``.raw`` is a FileNotFoundError, a short one a ``CorruptVolumeError`` ("truncated .raw")."""
     path = Path(path)
     if path.suffix.lower() != ".mhd":
         raise ValueError(f"{path}: expected a MetaImage header (.mhd) next to its .raw")

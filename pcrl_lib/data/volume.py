@@ -245,7 +245,7 @@ def read_nifti_array(path: str | Path) -> tuple[np.ndarray, tuple[float, float, 
     return data.reshape(dims), zooms
 
 
-def _geometry(reader_or_image, path: Path) -> tuple[tuple, tuple, np.ndarray]:
+def _geometry(reader_or_image) -> tuple[tuple, tuple, np.ndarray]:
     """(spacing, origin, direction) of the first three axes of a SimpleITK image or header reader."""
     n = reader_or_image.GetDimension()
     direction = np.asarray(reader_or_image.GetDirection(), dtype=np.float64).reshape(n, n)[:3, :3]
@@ -283,14 +283,15 @@ def read_volume(path: str | Path, dtype=np.float32, nonfinite: str = "raise", se
         volume.array = volume.array.astype(dtype, copy=False)
         return volume
     if is_nifti(path):
-        array, _ = read_nifti_array(path)
-        reader = sitk.ImageFileReader()
+        reader = sitk.ImageFileReader()  # the header only: the geometry exactly as SimpleITK reads it
         reader.SetFileName(str(path))
         try:
             reader.ReadImageInformation()
         except RuntimeError as err:  # SimpleITK reports every read failure as RuntimeError
+            verify_complete(path)  # a file cut inside its header: say so
             raise _sitk_error(path, err) from None
-        spacing, origin, direction = _geometry(reader, path)
+        spacing, origin, direction = _geometry(reader)
+        array, _ = read_nifti_array(path)
     else:
         verify_complete(path)
         try:
@@ -304,7 +305,7 @@ def read_volume(path: str | Path, dtype=np.float32, nonfinite: str = "raise", se
             raise ValueError(f"{path}: {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a "
                              "scalar volume")
         array = sitk.GetArrayFromImage(image).reshape(size[:3][::-1]).transpose(2, 1, 0)
-        spacing, origin, direction = _geometry(image, path)
+        spacing, origin, direction = _geometry(image)
     if nonfinite == "raise":
         refuse_nonfinite(array, path)
     kept = sum(count_nonfinite(array)) if nonfinite == "keep" else 0

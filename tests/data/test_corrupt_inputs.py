@@ -300,6 +300,10 @@ def test_check_deep_reports_nonfinite_voxels(tmp_path):
     _brats_case(brats_root, flair=_with_nonfinite(np.ones(SHAPE)))
     report = check(brats_root, "brats", deep=True)
     assert any(p.path.name.endswith("_flair.nii.gz") and "3 non-finite voxel(s)" in p.message for p in report.errors)
+    (tmp_path / "luna" / "subset0").mkdir(parents=True)
+    _mhd(tmp_path / "luna" / "subset0" / "1.2.3.mhd", _with_nonfinite(_ct()))
+    report = check(tmp_path / "luna", "luna16", deep=True)
+    assert any(p.path.name == "1.2.3.mhd" and "3 non-finite voxel(s)" in p.message for p in report.errors), str(report)
 
 
 # ----------------------------------------------------------------------------------------- 6. one 4D policy
