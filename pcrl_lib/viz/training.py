@@ -394,7 +394,8 @@ def to_display(image: torch.Tensor | np.ndarray, spatial_dims: int, normalized: 
 
     2D (3, H, W): ImageNet-normalised (``normalized=True``, as the 2D views and decoder outputs are) →
     denormalised, clipped, (H, W, 3); (1, H, W) → (H, W). 3D (1, X, Y, Z): the middle axial slice (z),
-    oriented like :func:`pcrl_lib.viz.take_slice` (rows = y), clipped to [0, 1].
+    oriented like :func:`pcrl_lib.viz.take_slice` (rows = y, columns = x: for the kit's cubes, cut in LPS order,
+    anterior up and the patient's right on the image left before any flip or rotation), clipped to [0, 1].
     """
     t = torch.as_tensor(image).detach().float().cpu()
     if spatial_dims == 2:
