@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
-import tempfile
+import re
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +25,9 @@ import numpy as np
 import torch
 
 _TMP_PREFIX = ".tmp-"
+# The unsupported global that torch's weights_only unpickler names, e.g. "GLOBAL numpy.random._pickle..."
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,22 +42,37 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new temporary file next to ``path``, created with mode 0666 minus the umask like any ordinary file
+    (``tempfile.mkstemp`` would make it 0600, and ``os.replace`` would carry that onto the checkpoint)."""
+    while True:
+        tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def _atomic_write(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:  # KeyboardInterrupt included: the old file stays, the partial one goes
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` through a temporary file + fsync + ``os.replace``; returns the path."""
+    return _atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -62,8 +82,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON, atomically; returns the path."""
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-    return _atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write_bytes((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), path)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
@@ -84,9 +103,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint {path} does not exist; train first or check OUTPUT_DIR")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own message advises retrying with weights_only=False, i.e. running the file's code: not here.
+        found = _UNSAFE_GLOBAL.search(str(err))
+        if found:
+            raise ValueError(f"checkpoint {path} holds non-tensor objects (e.g. {found.group(1)}) that "
+                             "weights_only=True refuses: it was not written by this kit, or it is corrupt; delete it "
+                             "(or pass force=True) to retrain") from None
+        detail = _UNPICKLER_DETAIL.search(str(err))
+        raise ValueError(f"checkpoint {path} cannot be read with weights_only=True"
+                         f"{f' ({detail.group(1)})' if detail else ''}: it is corrupt or was not written by this "
+                         "kit; delete it (or pass force=True) to retrain") from None
     except Exception as err:  # torch raises several types for truncated/foreign files
-        raise ValueError(f"checkpoint {path} cannot be read with weights_only=True ({err}); "
-                         "delete it (or pass force=True) to retrain") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"checkpoint {path} cannot be read ({reason}); it is truncated or not a checkpoint: "
+                         "delete it (or pass force=True) to retrain") from None
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj

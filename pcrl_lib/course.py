@@ -9,7 +9,8 @@ Usage::
 
 A run writes, under ``runs/<profile>/`` (or ``--output-dir``):
 
-* ``notebooks/NN_name.ipynb`` — each executed notebook (kept on failure, for inspection);
+* ``notebooks/NN_name.ipynb`` — each executed notebook (kept on failure, for inspection), and
+  ``notebooks/NN_name.kernel.log`` — its kernel process's own log;
 * ``records/NN_name.json``     — the record each notebook's last cell writes (:func:`write_record`);
 * ``state.json``               — per notebook: status, parameters hash, wall time (what ``--resume`` reads);
 * ``summary.json`` / ``summary.md`` — status, wall time and key figures of every notebook;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import logging
@@ -59,6 +61,27 @@ _DATASET_CALL_RE = re.compile(r"dataset_root\(DATA_ROOT,\s*(?:[\"'](\w+)[\"']|(\
 
 class CourseError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class CourseInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run during ``notebook`` (recorded as ``interrupted`` in ``state.json``)."""
+
+    def __init__(self, notebook: str):
+        self.notebook = notebook
+        super().__init__(f"interrupted while running {notebook}; rerun with --resume to continue")
+
+
+@contextlib.contextmanager
+def _papermill_errors_only():
+    """Hide papermill's warnings: it cannot parse parameter lines whose comment holds another ``=`` and then
+    warns that the (declared, correctly injected) parameter is unknown; the runner checks parameters itself."""
+    quiet = logging.getLogger("papermill")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
 
 
 # --------------------------------------------------------------------------- records
@@ -138,12 +161,8 @@ class Notebook:
         import nbformat
         import papermill
 
-        quiet = logging.getLogger("papermill")
-        level, quiet.level = quiet.level, logging.ERROR  # its "Unable to parse line" warnings are handled below
-        try:
+        with _papermill_errors_only():  # its "Unable to parse line" warnings are handled below
             found = {name: dict(info) for name, info in papermill.inspect_notebook(str(self.path)).items()}
-        finally:
-            quiet.setLevel(level)
         nb = nbformat.read(self.path, as_version=4)
         for cell in nb.cells:
             if "parameters" in cell.metadata.get("tags", []):
@@ -311,6 +330,25 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
+def _logged_kernel_manager(executed: Path) -> type:
+    """A kernel manager class whose kernel writes its own stdout/stderr to ``<executed>.kernel.log``.
+
+    The kernel's process output is not the notebook's output (that travels over ZeroMQ into the executed
+    notebook): it is the kernel's own log (transport warnings, its shutdown noise after a Ctrl-C), which would
+    otherwise interleave with the runner's one-line messages.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    log_path = executed.with_suffix(".kernel.log")
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with open(log_path, "wb") as log:  # the kernel keeps its own copy of the descriptor
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+    return LoggedKernelManager
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -408,9 +446,11 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
         atomic_write_text(state_path, json.dumps(state, indent=2))
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(str(nb.path), str(executed), parameters=nb_params, kernel_name=kernel,
-                                       cwd=str(nb.path.parent), progress_bar=sys.stderr.isatty(),
-                                       execution_timeout=timeout, log_output=False)
+            with _papermill_errors_only():
+                papermill.execute_notebook(str(nb.path), str(executed), parameters=nb_params, kernel_name=kernel,
+                                           cwd=str(nb.path.parent), progress_bar=sys.stderr.isatty(),
+                                           execution_timeout=timeout, log_output=False,
+                                           kernel_manager_class=_logged_kernel_manager(executed))
             error = None
             if not (out / "records" / f"{nb.stem}.json").is_file():
                 error = f"notebook {nb.path.name} finished without writing records/{nb.stem}.json"
@@ -418,6 +458,11 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
             error = _failure_report(nb, err, executed)
         except Exception as err:  # kernel died, timeout, ... : report it the same way
             error = _failure_report(nb, err, executed)
+        except KeyboardInterrupt:  # Ctrl-C: papermill has stopped the kernel; --resume reruns this notebook
+            state[nb.stem] = {"status": "interrupted", "digest": digest, "params": nb_params,
+                              "wall_s": round(time.perf_counter() - start, 2)}
+            atomic_write_text(state_path, json.dumps(state, indent=2))
+            raise CourseInterrupted(nb.stem) from None
         wall = time.perf_counter() - start
         status = "failed" if error else "ok"
         state[nb.stem] = {"status": status, "digest": digest, "params": nb_params, "wall_s": round(wall, 2),
@@ -576,6 +621,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CourseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except CourseInterrupted as err:
+        print(err, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # outside a notebook (preparing data, writing the summary)
+        print("interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

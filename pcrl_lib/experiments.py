@@ -64,6 +64,7 @@ def run_pretraining(profile: str, spatial_dims: int, method: str = "pcrl", *,
     Returns :class:`pcrl_lib.train.PretrainResult` (``encoder_path``, ``history``, ``final_parts``, ``reused``).
     ``dataset`` may be passed to reuse an already-built pretraining set.
     """
+    from .env import seed_everything
     from .train import assemble, pretrain
 
     _check(spatial_dims, method)
@@ -71,6 +72,7 @@ def run_pretraining(profile: str, spatial_dims: int, method: str = "pcrl", *,
     out = resolve_output_dir(output_dir, profile)
     if dataset is None:
         dataset = pretraining_dataset(profile, spatial_dims, data_root, progress=progress, **pretrain_overrides)
+    seed_everything(seed)  # the method's initial weights and queue, as `python -m pcrl_lib.train --seed` does
     model, data, views = assemble(cfg, spatial_dims, dataset)
     return pretrain(model, data, views, cfg, pretrain_dir(out, spatial_dims, method), spatial_dims=spatial_dims,
                     seed=seed, device=device, force=force, progress=progress)

@@ -22,11 +22,14 @@ What is written under ``output_dir``::
     history.json               one record per logged step: epoch, step, lr, loss, parts, samples_per_s
     encoder.pt, encoder.json   ``method.export()`` and its sidecar; ``encoder.json`` with
                                ``"finished": true`` marks a finished run that :func:`pretrain` reuses
+    .pcrl-run.json, .pcrl-lock the kit's marker and the lock a live run holds (:func:`pretrain`; see
+                               :mod:`pcrl_lib.runs`)
 
 Exact resume: a checkpoint holds the method, optimizer, scheduler and scaler states, the step/epoch/batch
 position and every RNG (torch CPU/CUDA, NumPy, Python, the trainer's generators, per rank). The data
 order is a pure function of (seed, epoch) (:class:`EpochBatchSampler`), so resuming skips the batches
-already consumed and a run killed at any moment continues to bit-identical weights on CPU. With
+already consumed and a run killed at any moment continues to bit-identical weights on CPU. Every stream
+is seeded from the run's ``seed`` through :func:`derive_seed` (the CLI also seeds the model's initialisation). With
 ``num_workers > 0`` each worker is seeded with :func:`pcrl_lib.env.seed_worker` from a base seed drawn
 from a per-epoch generator; datasets whose ``__getitem__`` is deterministic (the kit's caches are) keep
 exact resume, random augmentation belongs in ``views``.
@@ -35,11 +38,11 @@ exact resume, random augmentation belongs in ``views``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -56,8 +59,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .checkpoint import (atomic_save, atomic_write_json, capture_rng_state, load_checkpoint,
                          remove_stale_temporaries, restore_rng_state)
 from .config import PretrainConfig, get_profile
-from .env import pick_device, seed_worker
+from .env import pick_device, seed_everything, seed_worker
 from .precision import make_precision
+from .runs import run_folder
 
 CHECKPOINT_FORMAT = 1
 # PretrainConfig keys that cannot change the trained weights or the history: a finished run is reused
@@ -76,10 +80,32 @@ class NonFiniteLossError(FloatingPointError):
                          "Lower the learning rate, use precision='fp32', or inspect the data of this step.")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training; ``checkpoint_step`` is where the same command resumes (0: from scratch)."""
+
+    def __init__(self, step: int, checkpoint_step: int):
+        self.step, self.checkpoint_step = step, checkpoint_step
+        super().__init__(f"interrupted at step {step} (last checkpoint: step {checkpoint_step}); "
+                         "resume with the same command")
+
+
 # ---------------------------------------------------------------------------------------- data order
-def derive_seed(seed: int, *salt: int) -> int:
-    """An independent 63-bit seed for the stream named by ``salt`` (e.g. ``(epoch,)`` or ``(rank, 1)``)."""
-    return int(np.random.SeedSequence([seed, *salt]).generate_state(1, np.uint64)[0] >> 1)
+# Every random stream a run draws from, by name. The ids are part of the seeds: never renumber them.
+SEED_STREAMS = {"data_order": 1, "views": 2, "method": 3, "loader": 4, "finetune_order": 5, "finetune_loader": 6}
+
+
+def derive_seed(seed: int, stream: str, *index: int) -> int:
+    """An independent 63-bit seed for ``stream`` (a name in :data:`SEED_STREAMS`) at ``index`` (e.g. the epoch,
+    or the rank).
+
+    The stream's id and the number of indices come first in the spawn key, so no two (stream, index) pairs
+    share a seed: ``SeedSequence([seed, *salt])`` alone ignores trailing zeros, which made the epoch-1 data
+    order of one stream the seed of another.
+    """
+    if stream not in SEED_STREAMS:
+        raise ValueError(f"unknown seed stream {stream!r}; known: {', '.join(SEED_STREAMS)}")
+    key = (SEED_STREAMS[stream], len(index), *(int(i) for i in index))
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0] >> 1)
 
 
 class EpochBatchSampler(Sampler[list]):
@@ -104,7 +130,7 @@ class EpochBatchSampler(Sampler[list]):
     def indices(self) -> torch.Tensor:
         """All of this rank's indices for the epoch, (steps, batch_size)."""
         if self.shuffle:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "data_order", self.epoch))
             order = torch.randperm(self.num_items, generator=gen)
         else:
             order = torch.arange(self.num_items)
@@ -335,12 +361,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, CosineDecay(cfg.epochs))
         # Separate streams so a change in how many numbers the views draw leaves the method's draws alone.
         self.generators = {
-            "views": torch.Generator(device=self.device).manual_seed(derive_seed(seed, 1, self.dist.rank)),
-            "method": torch.Generator(device=self.device).manual_seed(derive_seed(seed, 2, self.dist.rank)),
+            "views": torch.Generator(device=self.device).manual_seed(derive_seed(seed, "views", self.dist.rank)),
+            "method": torch.Generator(device=self.device).manual_seed(derive_seed(seed, "method", self.dist.rank)),
         }
         self.epoch = 0
         self.batch_in_epoch = 0
         self.step = 0
+        self.checkpoint_step = 0  # the step of the newest checkpoint on disk (where a rerun resumes)
         self.history: list[dict] = []
 
     # -- paths
@@ -389,6 +416,7 @@ class Trainer:
         if self.dist.is_main:
             state = self.state_dict(rng)
             atomic_save(state, self.last_checkpoint)
+            self.checkpoint_step = self.step
             atomic_write_json({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
                               self.checkpoint_dir / "last.json")
             if epoch_copy:
@@ -412,6 +440,7 @@ class Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.checkpoint_step = self.step
         self.history = list(state["history"])
         if state["device_type"] == self.device.type:
             restore_rng_state(state["rng"][self.dist.rank], self.generators)
@@ -451,7 +480,7 @@ class Trainer:
                                     start_batch=self.batch_in_epoch, max_steps=self.cfg.max_steps_per_epoch,
                                     rank=self.dist.rank, world_size=self.dist.world_size)
         # The loader draws its workers' base seed from this generator, never from the global RNG.
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, 3, self.epoch, self.dist.rank))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "loader", self.epoch, self.dist.rank))
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
                           worker_init_fn=seed_worker, generator=gen, pin_memory=self.device.type == "cuda")
 
@@ -525,7 +554,17 @@ class Trainer:
                     self.save_checkpoint()
 
     def fit(self) -> list[dict]:
-        """Train from the current position to ``cfg.epochs``; then export the encoder. Returns the history."""
+        """Train from the current position to ``cfg.epochs``; then export the encoder. Returns the history.
+
+        Ctrl-C raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) naming the step; a checkpoint being
+        written at that moment is abandoned and the previous one stays intact (atomic writes).
+        """
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.step, self.checkpoint_step) from None
+
+    def _fit(self) -> list[dict]:
         if self.dist.is_main:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.checkpoint_dir)
@@ -563,16 +602,13 @@ class PretrainResult:
         return self.history[-1]["loss"] if self.history else None
 
 
-_RUN_FILES = ("checkpoints", "history.json", "encoder.pt", "encoder.json")
-
-
-def _clear_run(output_dir: Path) -> None:
-    for name in _RUN_FILES:
-        target = output_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+@contextlib.contextmanager
+def _held_run_folder(out: Path, ctx: DistContext, force: bool) -> Iterator[None]:
+    """Rank 0 holds the run folder (checks, marker, lock, ``force``'s clearing); the other ranks wait for it."""
+    with run_folder(out, "pretrain", force=force) if ctx.is_main else contextlib.nullcontext():
+        if ctx.enabled:
+            dist.barrier()
+        yield
 
 
 def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: PretrainConfig,
@@ -584,6 +620,9 @@ def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: P
     * a finished run (``encoder.json`` with ``finished: true``) with the same configuration is returned
       without training; its last weights are loaded into ``method``;
     * ``force=True`` deletes the run files (checkpoints, history, encoder) and trains from scratch;
+    * ``output_dir`` must be new, empty or a run folder the kit created (:mod:`pcrl_lib.runs`: a marker file,
+      and a lock held while training, so a second run there fails at once naming the first one's PID);
+      otherwise :class:`pcrl_lib.runs.RunFolderError` (a ``ValueError``), ``force`` or not;
     * ``resume=True`` continues from ``checkpoints/last.pt`` when present; ``resume=False`` starts over;
     * a finished or unfinished run with a *different* configuration is a ``ValueError`` listing the
       differences (so nothing is overwritten by accident).
@@ -593,23 +632,19 @@ def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: P
     out = Path(output_dir)
     trainer = Trainer(method, dataset, views, cfg, out, spatial_dims=spatial_dims, seed=seed, device=device,
                       checkpoint_every_steps=checkpoint_every_steps, on_step=on_step, progress=progress)
-    sidecar = out / "encoder.json"
-    if force:
-        if trainer.dist.is_main:
-            _clear_run(out)
-        if trainer.dist.enabled:
-            dist.barrier()
-    elif sidecar.is_file() and json.loads(sidecar.read_text()).get("finished"):
-        diff = _config_differences(json.loads(sidecar.read_text())["config"], trainer.config)
-        if diff:
-            raise ValueError(f"{out} holds a finished run with another configuration ({'; '.join(diff)}); "
-                             "pass force=True to retrain there or choose another output_dir")
-        trainer.load_checkpoint()
-        return PretrainResult(out, out / "encoder.pt", trainer.history, trainer.step,
-                              trainer.history[-1]["parts"] if trainer.history else {}, True, trainer.method)
-    if resume and trainer.last_checkpoint.is_file():
-        trainer.load_checkpoint()
-    history = trainer.fit()
+    with _held_run_folder(out, trainer.dist, force):
+        sidecar = out / "encoder.json"
+        if not force and sidecar.is_file() and json.loads(sidecar.read_text()).get("finished"):
+            diff = _config_differences(json.loads(sidecar.read_text())["config"], trainer.config)
+            if diff:
+                raise ValueError(f"{out} holds a finished run with another configuration ({'; '.join(diff)}); "
+                                 "pass force=True to retrain there or choose another output_dir")
+            trainer.load_checkpoint()
+            return PretrainResult(out, out / "encoder.pt", trainer.history, trainer.step,
+                                  trainer.history[-1]["parts"] if trainer.history else {}, True, trainer.method)
+        if resume and trainer.last_checkpoint.is_file():
+            trainer.load_checkpoint()
+        history = trainer.fit()
     return PretrainResult(out, out / "encoder.pt", history, trainer.step,
                           history[-1]["parts"] if history else {}, False, trainer.method)
 
@@ -635,10 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a PretrainConfig key, e.g. -p epochs 10 -p cube_size '[64,64,32]'")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds everything: model init, data order, views")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--checkpoint-every-steps", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="retrain even if OUTPUT_DIR holds a finished run")
+    parser.add_argument("--force", action="store_true", help="delete the run's files and retrain (only in a run "
+                        "folder the kit created; never in a folder holding other files)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of continuing last.pt")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -714,10 +750,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
+        seed_everything(args.seed)  # the method's initial weights and queue come from the global RNGs
         method, dataset, views = build_run(args, cfg)
         result = pretrain(method, dataset, views, cfg, args.output_dir, spatial_dims=args.dim, seed=args.seed,
                           device=args.device, resume=not args.no_resume, force=args.force,
                           checkpoint_every_steps=args.checkpoint_every_steps, progress=not args.no_progress)
+    except TrainingInterrupted as err:
+        print(err, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted before training started; run the same command again", file=sys.stderr)
+        return 130
     except (ValueError, KeyError, TypeError, FileNotFoundError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,12 @@ Script usage (what ``tests/test_train.py`` runs in subprocesses)::
 
 It trains with a checkpoint every step; ``--delay`` sleeps after each step so a test can kill it mid-run.
 Under ``torchrun`` it trains with DDP and writes ``rank_<r>.pt`` (its final weights) for comparison.
+
+    python tests/_train_worker.py cli PAUSE_AT FLAG -- ARGS...
+
+runs ``python -m pcrl_lib.train ARGS...``, but its ``PAUSE_AT``-th ``torch.save`` call (1-based; 0 = never)
+first creates the file ``FLAG`` and then waits, inside the checkpoint write (the temporary file exists, the
+target is untouched), until a signal ends it: the test's SIGKILL or SIGINT lands at a known point, no timing.
 """
 
 from __future__ import annotations
@@ -112,7 +118,31 @@ def tiny_config(**overrides):
     return PretrainConfig(**base)
 
 
+def cli_with_pause(pause_at: int, flag: str, argv: list[str]) -> int:
+    """``pcrl_lib.train.main(argv)`` with a pause inside the ``pause_at``-th ``torch.save`` (see the module doc)."""
+    from pcrl_lib import train
+
+    real_save, calls = torch.save, [0]
+
+    def paused_save(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == pause_at:
+            open(flag, "w").close()
+            while True:  # until SIGKILL, or SIGINT raises KeyboardInterrupt here
+                time.sleep(0.05)
+        return real_save(*args, **kwargs)
+
+    torch.save = paused_save
+    torch.set_num_threads(1)
+    return train.main(argv)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cli"]:
+        pause_at, flag, sep, *rest = argv[1:]
+        assert sep == "--", "usage: cli PAUSE_AT FLAG -- ARGS..."
+        return cli_with_pause(int(pause_at), flag, rest)
     parser = argparse.ArgumentParser()
     parser.add_argument("output_dir")
     parser.add_argument("--epochs", type=int, default=2)

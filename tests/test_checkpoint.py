@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from pcrl_lib.checkpoint import (atomic_save, atomic_write_json, capture_rng_state, load_checkpoint,
-                                 remove_stale_temporaries, restore_rng_state)
+from pcrl_lib.checkpoint import (atomic_save, atomic_write_bytes, atomic_write_json, capture_rng_state,
+                                 load_checkpoint, remove_stale_temporaries, restore_rng_state)
 
 
 def _draw(gens: dict) -> tuple:
@@ -84,3 +85,31 @@ def test_restore_requires_every_generator(tmp_path):
     state = capture_rng_state({"views": torch.Generator()})
     with pytest.raises(KeyError, match="method"):
         restore_rng_state(state, {"views": torch.Generator(), "method": torch.Generator()})
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)  # what a user's shell usually has; mkstemp would have made the files 0600
+    try:
+        paths = [atomic_save({"w": torch.ones(2)}, tmp_path / "last.pt"), atomic_write_json([], tmp_path / "h.json"),
+                 atomic_write_bytes(b"abc", tmp_path / "raw.bin")]
+    finally:
+        os.umask(umask)
+    assert [oct(p.stat().st_mode & 0o777) for p in paths] == ["0o644"] * 3
+    assert (tmp_path / "raw.bin").read_bytes() == b"abc"
+
+
+def test_a_checkpoint_refused_by_weights_only_is_one_line_naming_the_file(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"obj": np.random.default_rng(0)}, foreign)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(foreign)
+    message = str(info.value)
+    assert "\n" not in message and str(foreign) in message
+    assert "non-tensor objects" in message and "not written by this kit" in message
+    assert "weights_only=False" not in message and "arbitrary code" not in message  # torch's unsafe advice
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"garbage\.pt cannot be read .*corrupt") as info:
+        load_checkpoint(garbage)
+    assert "\n" not in str(info.value) and "weights_only=False" not in str(info.value)

@@ -215,3 +215,35 @@ def test_real_notebooks_name_the_datasets_they_read():
     read = {nb.number: nb.datasets() for nb in course.discover()}
     assert read["01"] == ["nih", "luna16"] and read["03"] == ["nih"] and read["08"] == ["lits"]
     assert read["00"] == [] and read["10"] == []
+
+
+def test_ctrl_c_stops_the_runner_with_one_line(tmp_path):
+    import os
+    import signal
+    import time
+
+    d = tmp_path / "nb"
+    d.mkdir()
+    flag = tmp_path / "started"
+    _write_nb(d / "00_slow.ipynb", f"import time\nopen({str(flag)!r}, 'w').close()\ntime.sleep(600)")
+    # CI may run the suite with SIGINT ignored (a background job), which a child inherits; a user's Ctrl-C reaches
+    # a foreground process with the default disposition, so the child gets that back.
+    proc = subprocess.Popen([sys.executable, "-m", "pcrl_lib.course", "--notebooks-dir", str(d), "run", "--profile",
+                             "smoke", "--output-dir", str(tmp_path / "run"), "--no-prepare"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 300
+        while not flag.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted while running 00_slow; rerun with --resume to continue"], err
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["00_slow"]["status"] == "interrupted"

@@ -18,8 +18,9 @@ import torch
 from _train_worker import TinyImages, TinyMethod, tiny_config, tiny_views
 from pcrl_lib.env import seed_everything
 from pcrl_lib.precision import CPU_AUTO, make_precision, resolve_precision
-from pcrl_lib.train import (CosineDecay, EpochBatchSampler, NonFiniteLossError, Trainer, build_parser,
-                            config_from_args, main, plot_history, pretrain)
+from pcrl_lib.train import (SEED_STREAMS, CosineDecay, EpochBatchSampler, NonFiniteLossError, Trainer,
+                            TrainingInterrupted, build_parser, config_from_args, derive_seed, main, plot_history,
+                            pretrain)
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 REPO = WORKER.parent.parent
@@ -398,3 +399,158 @@ def test_cli_trains_on_a_prepared_image_cache_then_reuses(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "encoder.json").read_text())["method"] == "pcrl"
     assert main(argv) == 0
     assert "reused: 1 steps" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- CLI: seeding, kill, Ctrl-C, lock
+def _image_cache(folder: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from pcrl_lib.data.cache import prepare_image_cache
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        paths.append(folder / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(paths[-1])
+    prepare_image_cache(paths, folder / "cache", size=32, progress=False)
+    return folder / "cache"
+
+
+def _cli_args(out: Path, cache: Path, checkpoint_every_steps: int = 1) -> list[str]:
+    return ["--dim", "2", "--profile", "smoke", "--data", str(cache), "--output-dir", str(out), "--device", "cpu",
+            "--no-progress", "--seed", "3", "--checkpoint-every-steps", str(checkpoint_every_steps),
+            "-p", "image_size_2d", "32", "-p", "batch_size_2d", "2", "-p", "max_steps_per_epoch", "2",
+            "-p", "epochs", "2"]
+
+
+def _default_sigint() -> None:
+    # CI may run the suite with SIGINT ignored (a background job); a child inherits that, and Python then never
+    # raises KeyboardInterrupt. The user's Ctrl-C reaches a foreground process with the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _wait_for(flag: Path, proc: subprocess.Popen, limit_s: float = 300) -> None:
+    deadline = time.monotonic() + limit_s
+    while not flag.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{flag.name} did not appear within {limit_s} s"
+        time.sleep(0.05)
+
+
+def test_cli_is_seeded_and_kill_or_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
+    """Two identical commands give bit-identical weights; a SIGKILL or a Ctrl-C (SIGINT) during a checkpoint
+    write, then the same command again, gives the same weights; Ctrl-C prints one line and no traceback.
+    (The lock check and the reruns call ``main`` in this process: no interpreter start-up to wait for.)"""
+    cache = _image_cache(tmp_path / "images")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+    def start(name: str, pause_at: int = 0) -> subprocess.Popen:
+        cmd = [sys.executable, str(WORKER), "cli", str(pause_at), str(tmp_path / f"{name}.flag"), "--"]
+        # The uninterrupted runs checkpoint at epoch ends only (a 2D state is ~160 MB): checkpoints draw no
+        # random numbers, so they cannot change the weights.
+        every = 1 if pause_at else 0
+        return subprocess.Popen(cmd + _cli_args(tmp_path / name, cache, every), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+
+    # torch.save calls with a checkpoint every step: last.pt after steps 1, 2, 3, 4, then encoder.pt; the 3rd
+    # is step 3's checkpoint.
+    procs = {name: start(name, pause) for name, pause in (("a", 0), ("b", 0), ("killed", 3), ("stopped", 3))}
+    try:
+        _wait_for(tmp_path / "killed.flag", procs["killed"])
+        # While it is paused it holds the folder's lock: a second run there fails at once, naming its PID.
+        capsys.readouterr()
+        assert main(_cli_args(tmp_path / "killed", cache)) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another run (PID {procs['killed'].pid})" in err and len(err.strip().splitlines()) == 1
+        procs["killed"].send_signal(signal.SIGKILL)
+        assert procs["killed"].wait(timeout=120) == -signal.SIGKILL
+        _wait_for(tmp_path / "stopped.flag", procs["stopped"])
+        procs["stopped"].send_signal(signal.SIGINT)
+        _, err = procs["stopped"].communicate(timeout=300)
+        assert procs["stopped"].returncode == 130, err
+        assert err.strip() == "interrupted at step 3 (last checkpoint: step 2); resume with the same command"
+        for name in ("a", "b"):
+            _, err = procs[name].communicate(timeout=300)
+            assert procs[name].returncode == 0, err
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    interrupted = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=True)
+    assert interrupted["step"] == 2  # the write Ctrl-C cut short left the previous checkpoint intact
+    assert not [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
+    for name in ("killed", "stopped"):  # the same command again resumes and finishes
+        assert main(_cli_args(tmp_path / name, cache)) == 0, capsys.readouterr().err
+    reference = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
+    assert reference["step"] == 4
+    for name in ("b", "killed", "stopped"):
+        state = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+        _assert_same_state(state["method"], reference["method"])
+        assert [r["loss"] for r in state["history"]] == [r["loss"] for r in reference["history"]], name
+
+
+def test_cli_output_dir_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
+    cache = _image_cache(tmp_path / "images")
+    target = tmp_path / "taken"
+    target.write_text("a file")
+    assert main(_cli_args(target, cache)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a file" in err and str(target) in err
+
+
+def test_pretrain_refuses_a_folder_it_did_not_create_even_with_force(tmp_path):
+    (tmp_path / "history.json").write_text("my own notes")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "mine.txt").write_text("keep me")
+    for force in (False, True):
+        with pytest.raises(ValueError, match="holds files the kit did not write"):
+            pretrain(TinyMethod(), TinyImages(), tiny_views, tiny_config(epochs=1), tmp_path, spatial_dims=2,
+                     device="cpu", progress=False, force=force)
+    assert (tmp_path / "history.json").read_text() == "my own notes"
+    assert (tmp_path / "checkpoints" / "mine.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "history.json"]  # no marker, no lock
+
+
+def test_pretrain_marks_its_folder_and_force_clears_only_run_files(tmp_path):
+    first = pretrain(TinyMethod(), TinyImages(), tiny_views, tiny_config(epochs=1), tmp_path, spatial_dims=2,
+                     device="cpu", progress=False)
+    assert json.loads((tmp_path / ".pcrl-run.json").read_text())["kind"] == "pretrain"
+    (tmp_path / "notes.txt").write_text("a user's note in the run folder")
+    forced = pretrain(TinyMethod(), TinyImages(), tiny_views, tiny_config(epochs=1), tmp_path, spatial_dims=2,
+                      device="cpu", progress=False, force=True)
+    assert not forced.reused and forced.steps == first.steps
+    assert (tmp_path / "notes.txt").is_file()
+
+
+def test_interrupt_during_a_checkpoint_write_names_the_step_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, checkpoint_every_steps=1)
+    real_save, calls = torch.save, [0]
+
+    def ctrl_c_on_third_save(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", ctrl_c_on_third_save)
+    with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3 \(last checkpoint: step 2\)") as info:
+        trainer.fit()
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.checkpoint_step == 2
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["config.json", "last.json", "last.pt"]
+
+
+def test_seed_streams_are_independent():
+    streams = list(SEED_STREAMS)
+    seeds = [derive_seed(7, s, *idx) for s in streams for idx in [(), (0,), (1,), (2,), (0, 0), (1, 0), (0, 1)]]
+    assert len(set(seeds)) == len(seeds)
+    # The old salt layout made the epoch-1 data order equal the views of rank 0: named streams never meet.
+    assert derive_seed(0, "data_order", 1) != derive_seed(0, "views", 0)
+    assert derive_seed(0, "data_order", 1) != derive_seed(0, "data_order", 1, 0)  # trailing zeros count
+    assert derive_seed(0, "views", 0) != derive_seed(1, "views", 0)
+    assert all(0 <= s < 2**63 for s in seeds)
+    with pytest.raises(ValueError, match="unknown seed stream 'view'"):
+        derive_seed(0, "view")

@@ -31,7 +31,6 @@ which would otherwise triple every run's size on disk (a 2D ResNet-18 run: ~45 M
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from ..checkpoint import (atomic_save, atomic_write_json, capture_rng_state, loa
 from ..config import FinetuneConfig
 from ..env import pick_device, seed_worker
 from ..precision import Precision, make_precision
+from ..runs import run_folder
 from ..train import NonFiniteLossError, derive_seed, to_device
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -105,7 +105,7 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, max_st
         raise ValueError("the training set is empty: nothing to fine-tune on (check the label fraction and split)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    gen = torch.Generator().manual_seed(derive_seed(seed, 11, epoch))
+    gen = torch.Generator().manual_seed(derive_seed(seed, "finetune_order", epoch))
     order = torch.randperm(num_items, generator=gen).tolist()
     batches = [order[i:i + batch_size] for i in range(0, num_items, batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
@@ -165,7 +165,9 @@ def fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg:
         seed: data order and checkpoint identity (seed the model's initialisation before building it).
         optimizer: ``"adamw"`` or ``"sgd"``.
         resume: continue from ``checkpoints/last.pt`` (or reuse a finished run) when present.
-        force: delete this run's files first and train from scratch.
+        force: delete this run's files first and train from scratch (only in a run folder the kit created:
+            ``output_dir`` must be new, empty or the kit's, see :mod:`pcrl_lib.runs`; a ``RunFolderError``
+            otherwise, and while another run holds it).
         on_epoch: called with each epoch's history record (live plots, tests).
     """
     if not isinstance(cfg, FinetuneConfig):
@@ -177,13 +179,16 @@ def fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg:
     if len(val_set) == 0:
         raise ValueError("the validation set is empty: model selection needs a validation split")
     out = Path(output_dir)
+    # The run folder: new, empty or the kit's own (marker file); locked while training (pcrl_lib.runs).
+    with run_folder(out, "finetune", force=force):
+        return _fit(model, task, train_set, val_set, cfg, out, seed=seed, device=device, optimizer=optimizer,
+                    resume=resume, progress=progress, on_epoch=on_epoch)
+
+
+def _fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg: FinetuneConfig, out: Path, *,
+         seed: int, device: str | torch.device, optimizer: str, resume: bool, progress: bool,
+         on_epoch: Callable[[dict], None] | None) -> FitResult:
     ckpt_dir, last, best_path = out / "checkpoints", out / "checkpoints" / "last.pt", out / "best.pt"
-    if force:
-        for target in (ckpt_dir, best_path, out / "history.json"):
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(ckpt_dir)
     remove_stale_temporaries(out)
@@ -290,7 +295,7 @@ def _train_epoch(model: nn.Module, task: Task, train_set: Dataset, opt: torch.op
         train_set.set_epoch(epoch)
     batches = epoch_batches(len(train_set), batch_size, seed, epoch, cfg.max_steps_per_epoch)
     # Loader workers get their base seed from this generator, never from the global RNG.
-    gen = torch.Generator().manual_seed(derive_seed(seed, 12, epoch))
+    gen = torch.Generator().manual_seed(derive_seed(seed, "finetune_loader", epoch))
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=cfg.num_workers, worker_init_fn=seed_worker,
                         generator=gen, pin_memory=dev.type == "cuda")
     model.train()
