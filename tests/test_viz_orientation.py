@@ -5,19 +5,15 @@ orders, each with the direction matrix ITK would report for it. Whatever the ord
 block in the top-left of the displayed axial slice (anterior up, patient right on the image left).
 """
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from pcrl_lib import viz  # noqa: E402
-from pcrl_lib.data import orientation  # noqa: E402
-from pcrl_lib.viz import augment as va  # noqa: E402
-from pcrl_lib.viz import segmentation as seg  # noqa: E402
+from pcrl_lib import viz
+from pcrl_lib.data import orientation
+from pcrl_lib.viz import augment as va
+from pcrl_lib.viz import segmentation as seg
 
 SHAPE_LPS = (10, 12, 8)        # L-R, A-P, I-S extents of the phantom (distinct, so a transposed slice shows)
 PHANTOM_WINDOW = (0.5, 1.0)    # (level, width): background 0 → black, block 1 → white
