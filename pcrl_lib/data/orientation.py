@@ -52,9 +52,9 @@ def axis_map(direction=None) -> tuple[tuple[int, int, int], tuple[int, int, int]
     """For each storage axis ``i``: the LPS world axis it runs along (0 L, 1 P, 2 S) and its sign (+1 when the
     index grows towards L, P or S). Oblique axes take the nearest world axis (the permutation with the largest
     total |cosine|, so two voxel axes never share one world axis)."""
-    d = np.abs(check_direction(direction))
-    world = max(itertools.permutations(range(3)), key=lambda p: sum(d[p[i], i] for i in range(3)))
-    signs = tuple(1 if check_direction(direction)[world[i], i] > 0 else -1 for i in range(3))
+    d = check_direction(direction)
+    world = max(itertools.permutations(range(3)), key=lambda p: sum(abs(d[p[i], i]) for i in range(3)))
+    signs = tuple(1 if d[world[i], i] > 0 else -1 for i in range(3))
     return tuple(int(w) for w in world), signs
 
 
