@@ -15,9 +15,19 @@ Scores: logits s = [q·k, q·queue_1, ..., q·queue_K] / T, shape N×(1+K); colu
 
 - ``"infonce"`` (MoCo): cross-entropy of softmax(s) against column 0.
 - ``"nce"`` (CMC/C2L, the released PCRL code): P = exp(s)/Z; each entry is a binary "data vs noise" decision
-  with noise mass K·Pn: loss = −(1/N) Σ_i [log P_i0/(P_i0 + K·Pn) + Σ_j log K·Pn/(P_ij + K·Pn)]. Computed in
-  log space (``logaddexp``), which replaces the released code's ``+1e-7`` guard. The released code set n to
-  the number of *batches*; here it is the number of samples and must be passed in.
+  with noise mass K·Pn: loss = −(1/N) Σ_i [log P_i0/(P_i0 + K·Pn + ε) + Σ_j log K·Pn/(P_ij + K·Pn + ε)].
+  Computed in log space with softplus (no overflow or log 0 for any τ). The released code set n to the number
+  of *batches*; here it is the number of samples and must be passed in.
+
+Released numerics vs the kit's exact estimator (``ContrastiveMemory(exact=...)``, ``PretrainConfig.nce_exact``):
+
+=================  ==========================================  ==========================================
+                   ``exact=False`` (default, released code)    ``exact=True`` (kit)
+=================  ==========================================  ==========================================
+ε                  1e-5 (``NCECriterion``'s guard)             0
+Z                  truncated to an integer (it is stored in    the float mean(exp(s))·n
+                   an int64 buffer, ``MemoryC2L.params``)
+=================  ==========================================  ==========================================
 
 ``p_pos`` (reported, not optimised): the mean probability the positive is recognised — softmax(s)_0 for
 InfoNCE, the NCE posterior P_0/(P_0 + K·Pn) for NCE.
@@ -34,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ESTIMATORS = ("nce", "infonce")
+NCE_EPS = 1e-5  # the released NCECriterion's guard in P/(P + K·Pn + eps)
 
 
 def distributed() -> bool:
@@ -73,19 +84,22 @@ def infonce_loss(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return loss, p_pos
 
 
-def nce_loss(logits: torch.Tensor, log_Z: torch.Tensor | float, n_data: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nce_loss(logits: torch.Tensor, log_Z: torch.Tensor | float, n_data: int,
+             eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """logits: N×(1+K), already divided by T; log_Z: log of the normaliser → (loss, p_pos), both scalars.
 
-    P = exp(logits)/Z; noise mass K·Pn = K/n_data (formula in the module docstring).
+    P = exp(logits)/Z; noise mass c = K·Pn = K/n_data; ``eps`` the released guard (0 = the exact estimator).
+    With a = log(c + eps): −log P0/(P0 + c + eps) = softplus(a − log P0) and
+    −log c/(Pj + c + eps) = (a − log c) + softplus(log Pj − a).
     """
     num_neg = logits.shape[1] - 1
     log_P = logits - log_Z                                          # N×(1+K)
     log_noise = math.log(num_neg / n_data)                          # log(K·Pn)
-    log_denominator = torch.logaddexp(log_P, torch.full_like(log_P, log_noise))
-    log_d1 = log_P[:, 0] - log_denominator[:, 0]                    # N: log posterior "data" of the positive
-    log_d0 = log_noise - log_denominator[:, 1:]                     # N×K: log posterior "noise" of negatives
-    loss = -(log_d1.sum() + log_d0.sum()) / logits.shape[0]
-    return loss, log_d1.exp().mean()
+    log_guard = math.log(num_neg / n_data + eps)                    # log(K·Pn + eps)
+    neg_log_d1 = F.softplus(log_guard - log_P[:, 0])                # N: −log posterior "data" of the positive
+    neg_log_d0 = F.softplus(log_P[:, 1:] - log_guard) + (log_guard - log_noise)  # N×K: −log "noise"
+    loss = (neg_log_d1.sum() + neg_log_d0.sum()) / logits.shape[0]
+    return loss, torch.exp(-neg_log_d1).mean()
 
 
 class KeyQueue(nn.Module):
@@ -129,12 +143,14 @@ class ContrastiveMemory(nn.Module):
         nce: "nce" (CMC/C2L estimator, the released code) or "infonce" (MoCo).
         n_data: number of samples in the pretraining set; required for "nce".
         generator: draws the queue's initial values (the global RNG when None).
+        exact: NCE numerics: False = the released code's (ε = 1e-5, Z truncated to an integer), True = the
+            exact estimator (module docstring table). InfoNCE ignores it.
 
     Buffers: ``queue.queue`` (K, D), ``queue.ptr``, ``Z`` (the NCE normaliser; −1 until the first batch).
     """
 
     def __init__(self, dim: int, K: int, T: float, nce: str = "nce", n_data: int | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, exact: bool = False):
         super().__init__()
         if nce not in ESTIMATORS:
             raise ValueError(f"nce={nce!r}; choose 'nce' (released code, CMC/C2L) or 'infonce' (MoCo)")
@@ -143,7 +159,7 @@ class ContrastiveMemory(nn.Module):
         if nce == "nce" and not (isinstance(n_data, numbers.Integral) and n_data > 0):
             raise ValueError(f"n_data={n_data!r}: the NCE estimator needs the number of SAMPLES in the pretraining "
                              "set (len(dataset), not the number of batches) as a positive int")
-        self.nce = nce
+        self.nce, self.exact = nce, bool(exact)
         self.T = float(T)
         self.n_data = int(n_data) if n_data is not None else None
         self.queue = KeyQueue(K, dim, generator)
@@ -151,26 +167,31 @@ class ContrastiveMemory(nn.Module):
 
     @torch.no_grad()
     def _fix_Z(self, scaled_logits: torch.Tensor) -> None:
-        """Set Z = mean(exp(s)) · n_data from the first batch seen (averaged over ranks); keep it afterwards."""
+        """Set Z = mean(exp(s)) · n_data from the first batch seen (averaged over ranks; truncated to an
+        integer unless ``exact``); keep it afterwards."""
         estimate = scaled_logits.exp().mean() * self.n_data
         if distributed():
             dist.all_reduce(estimate)
             estimate /= dist.get_world_size()
+        if not self.exact:
+            estimate = estimate.trunc()
         # torch.where instead of an `if`: no host synchronisation on every call.
         self.Z.copy_(torch.where(self.Z < 0, estimate, self.Z))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q, k: (N, D) unit rows → (loss, p_pos) fp32 scalars; then k is enqueued."""
+        """q, k: (N, D) unit rows → (loss, p_pos) scalars in fp32 (fp64 for fp64 inputs); then k is enqueued."""
         # Scores and losses in fp32 even under autocast: exp(1/τ) and log-sums lose too much in half precision.
+        dtype = torch.promote_types(q.dtype, torch.float32)
         with torch.autocast(device_type=q.device.type, enabled=False):
-            q32, k32 = q.float(), k.detach().float()
+            q32, k32 = q.to(dtype), k.detach().to(dtype)
             # A copy of the queue: autograd keeps it for q's gradient while enqueue overwrites the buffer.
-            negatives = self.queue.queue.detach().clone().float()                         # K×D
+            negatives = self.queue.queue.detach().clone().to(dtype)                       # K×D
             logits = contrastive_logits(q32, k32, negatives) / self.T                     # N×(1+K)
             if self.nce == "infonce":
                 loss, p_pos = infonce_loss(logits)
             else:
                 self._fix_Z(logits.detach())
-                loss, p_pos = nce_loss(logits, self.Z.log(), self.n_data)
+                loss, p_pos = nce_loss(logits, self.Z.to(dtype).log(), self.n_data,
+                                       0.0 if self.exact else NCE_EPS)
         self.queue.enqueue(k32)
         return loss, p_pos.detach()

@@ -10,7 +10,7 @@ decoder      D, the one shared U-Net decoder (ordinary and hybrid outputs)
 gate         the TCA gate: code c → channel weights on the bottleneck
 E_h          the hybrid encoder: at every scale α·F_o + (1−α)·F_m, F_m without gradient (not a network)
 contrast     the queue (K keys), temperature T, and the NCE / InfoNCE estimator (:mod:`pcrl_lib.contrastive`)
-m            EMA momentum (0.999): θ_k ← m·θ_k + (1−m)·θ_q after every optimizer step
+m            EMA momentum (0.999): θ_k ← m·θ_k + (1−m)·θ_q after every optimizer step (:func:`ema_momentum`)
 α, λ, π      hybrid weight, mixup weight, mixup permutation; α, λ ~ Beta(1,1) = U(0,1), then max(·, 1−·)
 ===========  ===================================================================================
 
@@ -42,8 +42,16 @@ distorted version (part ``mse_restore``).
 
 Without TCA (pcrl_recon) the pass-A target is x1 itself: T1 is x1 after a flip/rotation the decoder is not
 told about, so the untransformed view is the only learnable target and the ablation isolates the gate.
-The "nce_*" parts hold whichever estimator ``nce`` selects. Pass-B's mixed keys k̃_mix are the mix of the
-pass-A unit keys, re-normalised (the released code mixed the projections before normalising).
+The "nce_*" parts hold whichever estimator ``nce`` selects (``nce_exact``: the released numerics or the exact
+estimator, :mod:`pcrl_lib.contrastive`). Pass-B's mixed keys k̃_mix (``key_mix``):
+
+=========  ==================================================================================
+"raw"      default, released: mix the pass-A projections before normalising, k̃_mix = ‖mix(z)‖⁻¹·mix(z)
+"unit"     kit: mix the pass-A unit keys k = z/‖z‖, then re-normalise
+=========  ==================================================================================
+
+The two differ whenever the projections' norms differ across the batch (a few 1e-3 in nce_b_mix at init).
+``benchmarks/released_step.py`` checks one step of each against the authors' released code.
 
 Exports (:meth:`PCRL.export`, :func:`load_encoder`, :func:`load_unet`) are plain dicts
 {"spatial_dims", "method", "arch", "encoder", "decoder"} loadable with ``torch.load(weights_only=True)``.
@@ -75,6 +83,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "moco": {"recon": False, "tca": False, "hybrid": False, "mixup": False, "nce": "infonce"},
 }
 METHOD_NAMES = (*METHODS, "models_genesis")
+KEY_MIXES = ("raw", "unit")
 EXPORT_KEYS = ("spatial_dims", "method", "arch", "encoder", "decoder")
 
 
@@ -122,8 +131,30 @@ def _check_target(output: torch.Tensor, target: torch.Tensor, name: str) -> None
 
 
 def _mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    # fp32 even under autocast: the MSE of small residuals underflows in half precision.
-    return F.mse_loss(output.float(), target.float())
+    # fp32 even under autocast (the MSE of small residuals underflows in half precision); fp64 stays fp64.
+    dtype = torch.promote_types(output.dtype, torch.float32)
+    return F.mse_loss(output.to(dtype), target.to(dtype))
+
+
+def ema_momentum(m: float, horizon_fraction: float, total_steps: int) -> float:
+    """The EMA momentum a run uses: ``m`` when ``horizon_fraction`` is 0 (released: 0.999 whatever the budget),
+    else m = 1 − 1/max(1, horizon_fraction · total_steps), i.e. an EMA horizon 1/(1−m) of that fraction of the
+    run's optimizer steps. The paper's 2D run (78.5k images / batch 64 × 240 epochs ≈ 294k steps) has a horizon
+    of 1/(1−0.999) = 1000 steps ≈ 0.34 % of it.
+
+    After t steps the key encoder keeps a share m^t of its initial weights: 0.999^60 ≈ 0.94 (quick profile).
+    """
+    if not (isinstance(horizon_fraction, (int, float)) and 0.0 <= horizon_fraction <= 1.0):
+        raise ValueError(f"ema_horizon_fraction must be in [0, 1] (0 = keep m), got {horizon_fraction!r}")
+    if horizon_fraction == 0:
+        return float(m)
+    return 1.0 - 1.0 / max(1.0, horizon_fraction * total_steps)
+
+
+def _raw_projection(head: nn.Module, bottleneck: torch.Tensor) -> torch.Tensor:
+    """The projection z (N, D) of a :class:`ProjectionHead` before its L2 normalisation (head(x) = z/‖z‖):
+    pass B's "raw" key mix needs the norms ‖z‖ that the unit keys no longer carry."""
+    return head.fc2(F.relu(head.fc1(bottleneck.flatten(2).mean(dim=2))))
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -139,21 +170,27 @@ class PCRL(nn.Module):
         K: queue length. m: EMA momentum. T: temperature τ. feat_dim: D.
         nce: "nce" | "infonce"; None → the method's default (NCE, InfoNCE for moco).
         n_data: number of SAMPLES in the pretraining set (required by the NCE estimator).
+        key_mix: "raw" (released) | "unit" (kit): how pass B mixes the keys (module docstring).
+        nce_exact: False = the released NCE numerics (ε = 1e-5, integer Z), True = the exact estimator.
         queue_generator: draws the queue's initial values (global RNG when None).
         **arch: U-Net arguments (:func:`pcrl_lib.models.build_unet`), e.g. width=32, norm="bn" in 3D.
     """
 
     def __init__(self, spatial_dims: int, method: str = "pcrl", *, K: int = 16384, m: float = 0.999,
                  T: float = 0.2, feat_dim: int = 128, nce: str | None = None, n_data: int | None = None,
-                 queue_generator: torch.Generator | None = None, **arch: Any):
+                 queue_generator: torch.Generator | None = None, key_mix: str = "raw", nce_exact: bool = False,
+                 **arch: Any):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"method={method!r} is not a contrastive method; choose one of {sorted(METHODS)} "
                              "(models_genesis: use build_method)")
         if not (isinstance(m, (int, float)) and 0.0 <= m <= 1.0):
             raise ValueError(f"EMA momentum m must be in [0, 1] (paper: 0.999), got {m!r}")
+        if key_mix not in KEY_MIXES:
+            raise ValueError(f"key_mix={key_mix!r}; choose 'raw' (released: mix projections, then normalise) or "
+                             "'unit' (mix unit keys, then re-normalise)")
         flags = METHODS[method]
-        self.method, self.spatial_dims, self.m = method, spatial_dims, float(m)
+        self.method, self.spatial_dims, self.m, self.key_mix = method, spatial_dims, float(m), key_mix
         self.recon, self.tca, self.hybrid, self.mixup = flags["recon"], flags["tca"], flags["hybrid"], flags["mixup"]
         self.arch = {k: v for k, v in arch_kwargs(spatial_dims, **arch).items() if k != "weights"}
         channels = bottleneck_channels(spatial_dims, self.arch.get("width", 32))
@@ -170,7 +207,8 @@ class PCRL(nn.Module):
         self.head_k = copy.deepcopy(self.head_q)
         for p in (*self.encoder_k.parameters(), *self.head_k.parameters()):
             p.requires_grad_(False)
-        self.contrast = ContrastiveMemory(feat_dim, K, T, nce or flags["nce"], n_data, queue_generator)
+        self.contrast = ContrastiveMemory(feat_dim, K, T, nce or flags["nce"], n_data, queue_generator,
+                                          exact=nce_exact)
 
     # ----------------------------------------------------------------------------------------------- momentum
     @torch.no_grad()
@@ -184,7 +222,7 @@ class PCRL(nn.Module):
     @torch.no_grad()
     def _key_features(self, x: torch.Tensor, generator: torch.Generator,
                       with_features: bool) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """E_m(x) → (k (N, D), F_m list or None), without gradient.
+        """E_m(x) → (z (N, D) the key projection before normalisation, F_m list or None), without gradient.
 
         Under torch.distributed this is batch-shuffle BN: the global batch is permuted (rank 0's draw from
         ``generator``), each rank encodes its slice, and the outputs are gathered and un-shuffled, so BN
@@ -192,7 +230,7 @@ class PCRL(nn.Module):
         """
         if not distributed():
             features = self.encoder_k(x)
-            return self.head_k(features[-1]), features if with_features else None
+            return _raw_projection(self.head_k, features[-1]), features if with_features else None
         world, rank = dist.get_world_size(), dist.get_rank()
         x_all = concat_all_gather(x)
         perm = torch.randperm(x_all.shape[0], generator=generator, device=generator.device).to(x.device)
@@ -203,8 +241,8 @@ class PCRL(nn.Module):
         def unshuffle(t: torch.Tensor) -> torch.Tensor:
             return concat_all_gather(t)[inverse].chunk(world)[rank]
 
-        k = unshuffle(self.head_k(features[-1]))
-        return k, [unshuffle(f) for f in features] if with_features else None
+        z = unshuffle(_raw_projection(self.head_k, features[-1]))
+        return z, [unshuffle(f) for f in features] if with_features else None
 
     # ----------------------------------------------------------------------------------------------- decoding
     def gated(self, features: list[torch.Tensor], code: torch.Tensor) -> list[torch.Tensor]:
@@ -229,7 +267,8 @@ class PCRL(nn.Module):
         mse: dict[str, torch.Tensor] = {}
 
         # Pass A (plain).
-        k, features_m = self._key_features(x2, generator, with_features=self.hybrid)
+        z, features_m = self._key_features(x2, generator, with_features=self.hybrid)
+        k = F.normalize(z, dim=1)
         features_o = self.encoder_q(x1)
         q = self.head_q(features_o[-1])
         if self.recon:
@@ -249,7 +288,8 @@ class PCRL(nn.Module):
         # Pass B (cross-model mixup, no TCA).
         if self.mixup:
             lam, perm = draw_mix(x1.shape[0], generator)
-            k_tilde, features_m = self._key_features(mix(x2, lam, perm), generator, with_features=self.hybrid)
+            z_tilde, features_m = self._key_features(mix(x2, lam, perm), generator, with_features=self.hybrid)
+            k_tilde = F.normalize(z_tilde, dim=1)
             features_o = self.encoder_q(mix(x1, lam, perm))
             q_tilde = self.head_q(features_o[-1])
             if self.recon:
@@ -261,7 +301,7 @@ class PCRL(nn.Module):
                     alpha2 = draw_alpha(generator)
                     out_hyb = self.decode(hybrid_mix(features_o, features_m, alpha2))
                     mse["mse_b_hyb"] = _mse(out_hyb, alpha2 * g1_tilde + (1.0 - alpha2) * g2_tilde)
-            k_mix = F.normalize(mix(k, lam, perm), dim=1)
+            k_mix = F.normalize(mix(z if self.key_mix == "raw" else k, lam, perm), dim=1)
             contrastive["nce_b"], _ = self.contrast(q_tilde, k_tilde)
             contrastive["nce_b_mix"], _ = self.contrast(q_tilde, k_mix)
 
@@ -339,12 +379,16 @@ def build_method(name: str, spatial_dims: int, **cfg: Any) -> PCRL | ModelsGenes
 
 def build_method_from_config(pretrain_cfg: Any, spatial_dims: int, n_data: int, **extra: Any) -> PCRL | ModelsGenesis:
     """:func:`build_method` from a :class:`pcrl_lib.config.PretrainConfig` (method, K, m, T, feat_dim, nce,
-    width_3d) and the pretraining set's sample count; ``extra`` adds or overrides arguments."""
+    key_mix, nce_exact, width_3d) and the pretraining set's sample count; ``extra`` adds or overrides arguments.
+
+    ``m`` is the configured momentum; the trainer rescales it with :func:`ema_momentum` when
+    ``ema_horizon_fraction`` > 0."""
     if pretrain_cfg.method == "models_genesis":
         cfg: dict[str, Any] = {}
     else:
         cfg = {"K": pretrain_cfg.K, "m": pretrain_cfg.m, "T": pretrain_cfg.T, "feat_dim": pretrain_cfg.feat_dim,
-               "nce": pretrain_cfg.nce, "n_data": n_data}
+               "nce": pretrain_cfg.nce, "n_data": n_data, "key_mix": pretrain_cfg.key_mix,
+               "nce_exact": pretrain_cfg.nce_exact}
     if spatial_dims == 3:
         cfg["width"] = pretrain_cfg.width_3d
     return build_method(pretrain_cfg.method, spatial_dims, **{**cfg, **extra})

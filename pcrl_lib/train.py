@@ -349,6 +349,11 @@ class Trainer:
                                  world_size=self.dist.world_size, dataset=dataset)
 
         self.method = method.to(self.device)
+        if cfg.ema_horizon_fraction > 0 and hasattr(self.method, "m"):
+            from .pcrl import ema_momentum
+
+            # The EMA horizon as a fraction of this run's steps (PretrainConfig.ema_horizon_fraction); 0 keeps cfg.m.
+            self.method.m = ema_momentum(cfg.m, cfg.ema_horizon_fraction, cfg.epochs * self.steps_per_epoch)
         self.model: nn.Module = self.method
         if self.dist.enabled:
             self.model = nn.parallel.DistributedDataParallel(

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from pcrl_lib.config import get_profile
+from pcrl_lib.config import PretrainConfig, get_profile
 from pcrl_lib.models import build_encoder
-from pcrl_lib.pcrl import METHOD_NAMES, build_method, build_method_from_config, load_encoder, load_unet
+from pcrl_lib.pcrl import (KEY_MIXES, METHOD_NAMES, build_method, build_method_from_config, ema_momentum,
+                           load_encoder, load_unet)
+from pcrl_lib.train import Trainer
 
 from test_pcrl import make_sample  # tests/ is on sys.path (pytest rootdir-less modules)
 
@@ -149,6 +151,34 @@ def test_build_from_profile_config():
     method = build_method_from_config(cfg, 3, n_data=10)
     assert method.contrast.queue.K == cfg.K and method.arch["width"] == cfg.width_3d
     assert method.contrast.n_data == 10
+
+
+def test_config_switches_reach_the_method():
+    cfg = get_profile("smoke").pretrain
+    assert (cfg.key_mix, cfg.nce_exact, cfg.ema_horizon_fraction) == ("raw", False, 0.0)  # released defaults
+    assert PretrainConfig._CHOICES["key_mix"] == KEY_MIXES
+    method = build_method_from_config(cfg.override(key_mix="unit", nce_exact=True), 3, n_data=10)
+    assert method.key_mix == "unit" and method.contrast.exact
+    released = build_method_from_config(cfg, 3, n_data=10)
+    assert released.key_mix == "raw" and not released.contrast.exact
+
+
+def test_ema_momentum_rule():
+    assert ema_momentum(0.999, 0.0, 60) == 0.999                       # 0: the configured m, whatever the budget
+    assert ema_momentum(0.999, 0.1, 600) == pytest.approx(1 - 1 / 60)  # horizon 1/(1−m) = 10 % of 600 steps
+    assert ema_momentum(0.999, 0.5, 1) == 0.0                           # a horizon under one step: E_m copies E_o
+    with pytest.raises(ValueError, match="ema_horizon_fraction"):
+        ema_momentum(0.999, 1.5, 10)
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.0, 0.999), (0.25, 0.5)])
+def test_trainer_scales_m_to_the_step_budget(fraction, expected, tmp_path):
+    # 8 items, batch 2, 2 epochs: 8 steps; a quarter of them is a horizon of 2 steps, m = 1 − 1/2.
+    cfg = get_profile("smoke").pretrain.override(epochs=2, batch_size_3d=2, max_steps_per_epoch=0,
+                                                 ema_horizon_fraction=fraction)
+    dataset = [torch.zeros(2, 1, 16, 16, 8)] * 8
+    trainer = Trainer(build("pcrl", 3), dataset, None, cfg, tmp_path, spatial_dims=3, device="cpu", progress=False)
+    assert trainer.method.m == pytest.approx(expected)
 
 
 def test_wrong_size_inputs_are_explained():

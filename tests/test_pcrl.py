@@ -50,16 +50,16 @@ def loop_infonce(q, k, queue, T):
     return total / q.shape[0]
 
 
-def loop_nce(q, k, queue, T, Z, n_data):
-    """CMC's NCECriterion, entry by entry (its 1e-7 guard left out)."""
+def loop_nce(q, k, queue, T, Z, n_data, eps=0.0):
+    """The released NCECriterion, entry by entry: log P/(P + K·Pn + eps) and log K·Pn/(P + K·Pn + eps)."""
     num_neg, noise = queue.shape[0], queue.shape[0] / n_data
     total = 0.0
     for i in range(q.shape[0]):
         p0 = math.exp(float(q[i] @ k[i]) / T) / Z
-        total += math.log(p0 / (p0 + noise))
+        total += math.log(p0 / (p0 + noise + eps))
         for j in range(num_neg):
             pj = math.exp(float(q[i] @ queue[j]) / T) / Z
-            total += math.log(noise / (pj + noise))
+            total += math.log(noise / (pj + noise + eps))
     return -total / q.shape[0]
 
 
@@ -82,35 +82,52 @@ def test_infonce_closed_form_orthogonal_queue():
     assert p_pos.item() == pytest.approx(1 / (1 + K * math.exp(-1 / T)), rel=1e-6)
 
 
-def test_nce_matches_loop():
-    q, k, queue = unit(3, 8, 3), unit(3, 8, 4), unit(7, 8, 5)
-    Z, n_data = 37.5, 500
-    loss, _ = nce_loss(contrastive_logits(q, k, queue) / 0.2, math.log(Z), n_data)
-    assert loss.item() == pytest.approx(loop_nce(q, k, queue, 0.2, Z, n_data), rel=1e-5)
+@pytest.mark.parametrize("eps", [0.0, 1e-5, 0.3])
+def test_nce_matches_loop(eps):
+    # n_data 5000 puts the noise mass K·Pn = 1.4e-3 near the guard, so eps = 1e-5 changes the loss.
+    q, k, queue = unit(3, 8, 3).double(), unit(3, 8, 4).double(), unit(7, 8, 5).double()
+    Z, n_data = 37.5, 5000
+    loss, _ = nce_loss(contrastive_logits(q, k, queue) / 0.2, math.log(Z), n_data, eps)
+    assert loss.item() == pytest.approx(loop_nce(q, k, queue, 0.2, Z, n_data, eps), rel=1e-9)
+    if eps:
+        assert abs(loss.item() - loop_nce(q, k, queue, 0.2, Z, n_data)) > 1e-6
 
 
-def test_nce_closed_form_with_Z_from_first_batch():
+def test_nce_stays_finite_where_the_probabilities_underflow():
+    logits = torch.tensor([[-200.0, 150.0, -300.0]], requires_grad=True)  # exp(s) under/overflows in fp32
+    loss, p_pos = nce_loss(logits, 0.0, 10, 1e-5)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all() and p_pos.item() < 1e-30
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_nce_closed_form_with_Z_from_first_batch(exact):
     # s_pos = 1, s_neg = 0: Z = n·(e^{1/τ} + K)/(1 + K); P0 = e^{1/τ}/Z, Pj = 1/Z, noise c = K/n;
-    # loss = −log(P0/(P0 + c)) − K·log(c/(1/Z + c)).
+    # loss = −log(P0/(P0 + c + ε)) − K·log(c/(1/Z + c + ε)). Released numerics (exact=False): ε = 1e-5 and
+    # Z truncated to an integer (the released MemoryC2L stores it in an int64 buffer).
     K, T, n_data = 5, 0.2, 1000
-    eye = torch.eye(K + 1)
+    eye = torch.eye(K + 1, dtype=torch.float64)
     q = eye[:1].repeat(2, 1)
-    memory = ContrastiveMemory(K + 1, K, T, nce="nce", n_data=n_data)
+    memory = ContrastiveMemory(K + 1, K, T, nce="nce", n_data=n_data, exact=exact).double()
     memory.queue.queue.copy_(eye[1:])
     loss, p_pos = memory(q, q.clone())
     e = math.exp(1 / T)
     Z = n_data * (e + K) / (1 + K)
+    Z, eps = (Z, 0.0) if exact else (math.trunc(Z), 1e-5)
     c = K / n_data
-    expected = -math.log((e / Z) / (e / Z + c)) - K * math.log(c / (1 / Z + c))
-    assert memory.Z.item() == pytest.approx(Z, rel=1e-6)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert p_pos.item() == pytest.approx((e / Z) / (e / Z + c), rel=1e-5)
+    expected = -math.log((e / Z) / (e / Z + c + eps)) - K * math.log(c / (1 / Z + c + eps))
+    assert memory.Z.item() == pytest.approx(Z, rel=1e-12)
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    assert p_pos.item() == pytest.approx((e / Z) / (e / Z + c + eps), rel=1e-10)
+    assert loss.dtype == torch.float64  # fp64 models keep fp64 scores (the released-step comparison relies on it)
 
 
 def test_nce_Z_fixed_once_counts_samples_and_is_checkpointed():
     q, k = unit(4, 8, 6), unit(4, 8, 7)
-    small = ContrastiveMemory(8, 16, 0.2, nce="nce", n_data=100, generator=torch.Generator().manual_seed(0))
-    large = ContrastiveMemory(8, 16, 0.2, nce="nce", n_data=1000, generator=torch.Generator().manual_seed(0))
+    small = ContrastiveMemory(8, 16, 0.2, nce="nce", n_data=100, generator=torch.Generator().manual_seed(0),
+                              exact=True)
+    large = ContrastiveMemory(8, 16, 0.2, nce="nce", n_data=1000, generator=torch.Generator().manual_seed(0),
+                              exact=True)
     small(q, k)
     large(q, k)
     assert large.Z.item() == pytest.approx(10 * small.Z.item(), rel=1e-6)  # Z ∝ the sample count
@@ -226,6 +243,38 @@ def test_tca_gate_is_live():
     features = model.encoder_q(sample.x1)
     assert not torch.allclose(model.decode(model.gated(features, sample.c1)),
                               model.decode(model.gated(features, flipped.c1)))
+
+
+# ------------------------------------------------------------------------------------------------ mixed keys
+def test_mixed_keys_raw_as_released_or_unit(monkeypatch):
+    # released (key_mix="raw"): k̃_mix = mix(z)/‖mix(z)‖ with z the momentum projection before normalisation;
+    # kit (key_mix="unit"): the unit keys k = z/‖z‖ are mixed, then re-normalised. A fixed λ and a non-identity
+    # π make the two differ whenever the projections' norms differ.
+    lam, perm = 0.7, torch.tensor([1, 2, 0])
+    monkeypatch.setattr(pcrl_module, "draw_mix", lambda batch, generator: (lam, perm.clone()))
+    sample = make_sample(batch=3)
+    mixed = {}
+    for key_mix in ("raw", "unit"):
+        model = small_pcrl(key_mix=key_mix)
+        keys = []
+
+        def recording(q, k, contrast=model.contrast.forward, keys=keys):
+            keys.append(k)
+            return contrast(q, k)
+
+        monkeypatch.setattr(model.contrast, "forward", recording)
+        model(sample, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            z = pcrl_module._raw_projection(model.head_k, model.encoder_k(sample.x2)[-1])
+        k = torch.nn.functional.normalize(z, dim=1)
+        expected = torch.nn.functional.normalize(lam * (z if key_mix == "raw" else k) + (1 - lam) *
+                                                 (z if key_mix == "raw" else k)[perm], dim=1)
+        assert torch.allclose(keys[0], k, atol=1e-6)                       # pass A: the unit key
+        assert torch.allclose(keys[2], expected, atol=1e-6)                # pass B: k̃_mix
+        mixed[key_mix] = keys[2]
+    assert (mixed["raw"] - mixed["unit"]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="key_mix"):
+        small_pcrl(key_mix="projections")
 
 
 # ------------------------------------------------------------------------------------------------ the step
