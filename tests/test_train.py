@@ -536,9 +536,9 @@ def test_interrupt_during_a_checkpoint_write_names_the_step_and_keeps_the_old_ch
         return real_save(*args, **kwargs)
 
     monkeypatch.setattr(torch, "save", ctrl_c_on_third_save)
-    with pytest.raises(TrainingInterrupted, match=r"^interrupted at step 3 \(last checkpoint: step 2\)") as info:
+    with pytest.raises(KeyboardInterrupt, match=r"^interrupted at step 3 \(last checkpoint: step 2\)") as info:
         trainer.fit()
-    assert isinstance(info.value, KeyboardInterrupt) and info.value.checkpoint_step == 2
+    assert isinstance(info.value, TrainingInterrupted) and info.value.checkpoint_step == 2
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["config.json", "last.json", "last.pt"]
 
