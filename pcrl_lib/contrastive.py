@@ -30,7 +30,7 @@ Z                  truncated to an integer (it is stored in    the float mean(ex
 =================  ==========================================  ==========================================
 
 ``p_pos`` (reported, not optimised): the mean probability the positive is recognised — softmax(s)_0 for
-InfoNCE, the NCE posterior P_0/(P_0 + K·Pn) for NCE.
+InfoNCE, the NCE posterior P_0/(P_0 + K·Pn + ε) for NCE (the released code logged P_0 itself).
 """
 
 from __future__ import annotations
