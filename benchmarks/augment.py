@@ -1,46 +1,47 @@
-"""Throughput of the batched augmentations against per-sample loops (PCRL_SPEC §7).
+"""Augmentation speed: the kit's batched transforms against the authors' released per-sample code.
 
-Prints, for a batch of 16 cubes of 1×64×64×32 (the paper's 3D input):
+The released side is :mod:`benchmarks.released_reference`, a per-sample reimplementation of the
+released functions (its docstring names the released file and function each one mirrors), run on
+in-memory arrays. The kit side is the batched ``pcrl_lib.transforms`` call (draw + apply) on a
+batch, divided by the batch size. Prints ms per sample for each transform and for the whole view
+pipeline, in 3D (1×64×64×32 float32 crops) and 2D (224² views from 256² images and 64² views from
+128² images; the released side gets PIL RGB uint8 images, as it does after ``Image.open``).
 
-* cubes/s of one full 3D view (flip, affine, blur, local pixel shuffling p 0.5, painting p 0.9, TCA
-  target): batched draw + apply, versus the step-by-step per-sample oracles of
-  ``tests/transforms/oracles.py`` fed the same parameters (their drawing is not timed, so the
-  speed-up is a lower bound);
-* cubes/s of local pixel shuffling alone (every cube shuffled, 10,000 blocks), the same way, plus
-  the released-style loop that draws its randomness block by block inside the loop;
-* 2D view pairs/s of ``PCRLViews2D`` at 224² (from 256² images), 128² and 64² (from 128²), batched
-  versus calling the same pipeline one image at a time;
-* the batched figures on CUDA when a GPU is present (parameters drawn with a CUDA generator).
+Timing: one thread (``torch.set_num_threads(1)``; start it with ``OMP_NUM_THREADS=1`` too), the kit
+and the released call alternate within each repeat and each figure is the median of the repeats, so
+that load from other processes on shared cores hits both sides alike. The header prints the load
+average. "pipeline" rows are per crop pair / per image: both views, their TCA targets and codes and
+the clean targets, as ``__getitem__`` returns them.
 
-Batched figures are measured for each thread count in ``--threads`` (default ``1,2``): on a
-shared 2-core machine one thread is often faster than two. Every figure is the best wall time of a
-few runs; the header prints the load average because other processes on the same cores slow every
-figure down.
-
-Usage: ``python benchmarks/augment.py [--threads 1,2] [--repeats 5] [--loop-repeats 2]``
-(about a minute on 2 cores).
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/augment.py [--batch 16] [--repeats 7] [--only 3d|2d]``
+(a few minutes on 2 cores). With a GPU it adds the kit's CUDA time per sample for every row.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pcrl_lib.transforms import LocalPixelShuffle, PCRLViews2D, PCRLViews3D  # noqa: E402
-from tests.transforms import oracles  # noqa: E402
+from benchmarks import released_reference as rel  # noqa: E402
+from pcrl_lib.transforms import (ColorJitter, Cutout, GaussianBlur, LocalPixelShuffle, NonlinearIntensity,  # noqa: E402
+                                 Painting, PCRLViews2D, PCRLViews3D, RandomAffine, RandomFlip, RandomGrayscale,
+                                 RandomResizedCrop, normalize)
+from pcrl_lib.transforms.tca import draw_tca, tca_apply  # noqa: E402
 
-BATCH = 16
 CUBE = (64, 64, 32)
-VIEWS_2D = ((224, 256), (128, 128), (64, 128))    # (output side, source image side)
+VIEWS_2D = ((224, 256), (64, 128))    # (output side, source image side)
 
 
 def _sync(device: torch.device) -> None:
@@ -48,135 +49,141 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_seconds(fn, repeats: int, device: torch.device, warmup: bool = True) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` runs (after a warm-up run): the least disturbed
-    by other processes on shared cores, as ``timeit`` recommends."""
-    if warmup:
-        fn()
-        _sync(device)
-    times = []
+def _seconds(fn, device: torch.device) -> float:
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def interleaved(kit, released, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median seconds of ``kit()`` and ``released()``, run alternately after one warm-up each."""
+    kit(), released()
+    _sync(device)
+    tk, tr = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        tk.append(_seconds(kit, device))
+        tr.append(_seconds(released, torch.device("cpu")))
+    return statistics.median(tk), statistics.median(tr)
 
 
-def _crops(device: torch.device) -> torch.Tensor:
-    return torch.rand(BATCH, 1, *CUBE, generator=torch.Generator().manual_seed(1)).to(device)
-
-
-def batched_3d(device: torch.device, repeats: int) -> dict[str, float]:
-    """Seconds per batch: full 3D view, and shuffling's draw and apply halves."""
+def rows_3d(B: int, device: torch.device):
+    """``(name, kit fn, released fn, released samples per call)`` for the 3D table."""
     gen = torch.Generator(device=device).manual_seed(0)
-    crops = _crops(device)
+    cubes = torch.rand(B, 1, *CUBE, generator=torch.Generator().manual_seed(1)).to(device)
+    pairs = torch.rand(B, 2, 1, *CUBE, generator=torch.Generator().manual_seed(2)).to(device)
+    npc = [c.numpy() for c in cubes.cpu()]                                  # (1, X, Y, Z) float32 each
+    npp = [p[:, 0].numpy() for p in pairs.cpu()]                            # (2, X, Y, Z)
+    rng, nprng = random.Random(0), np.random.RandomState(0)
     views = PCRLViews3D()
-    mode = views.painting.draw_mode(BATCH, gen)
+    flip, affine, blur = views.flip, views.affine, views.blur
     shuffle = LocalPixelShuffle(3, p=1.0)
-    params = shuffle.draw(crops.shape, gen)
-    return {"view": best_seconds(lambda: views.view(crops, mode, gen), repeats, device),
-            "draw": best_seconds(lambda: shuffle.draw(crops.shape, gen), repeats, device),
-            "apply": best_seconds(lambda: shuffle.apply(crops, params), repeats, device)}
+    bezier = NonlinearIntensity(3, p=1.0)
+    inpaint, outpaint = Painting(3, p=1.0, inpaint_p=1.0), Painting(3, p=1.0, inpaint_p=0.0)
+
+    def tca():
+        return tca_apply(cubes, draw_tca(B, 3, gen).to(device))
+
+    def each(fn, n):
+        return lambda: [fn(npc[i]) for i in range(n)]
+
+    few = min(B, 2)    # the slow released loops run on fewer samples per repeat
+    return [
+        ("flip (x, p 0.5)", lambda: flip(cubes, gen), each(lambda c: rel.torchio_flip(c, rng), B), B),
+        ("affine (±10°, 0.9–1.1)", lambda: affine(cubes, gen), each(lambda c: rel.torchio_affine(c, rng), few), few),
+        ("blur (σ U(0, 2) per axis)", lambda: blur(cubes, gen), each(lambda c: rel.torchio_blur(c, rng), few), few),
+        ("local pixel shuffling, p 1", lambda: shuffle(cubes, gen),
+         each(lambda c: rel.local_pixel_shuffling(c, rng, nprng, prob=1.0), few), few),
+        ("Bézier intensity, p 1", lambda: bezier(cubes, gen),
+         each(lambda c: rel.nonlinear_transformation(c, rng, prob=1.0), few), few),
+        ("in-painting, p 1", lambda: inpaint(cubes, gen),
+         each(lambda c: rel.image_in_painting(c, rng, nprng), B), B),
+        ("out-painting, p 1", lambda: outpaint(cubes, gen), each(lambda c: rel.image_out_painting(c, rng, nprng), B), B),
+        ("TCA target (flips + rot90)", tca, each(lambda c: rel.spatial_aug_3d(c, rng), B), B),
+        ("pipeline, per crop pair", lambda: views(pairs, gen),
+         lambda: [rel.luna_pair(npp[i], rng, nprng) for i in range(few)], few),
+    ]
 
 
-def loops_3d(repeats: int) -> dict[str, float]:
-    """Seconds per batch of the CPU loops, each checked against the batched result first."""
-    gen = torch.Generator().manual_seed(0)
-    crops = _crops(torch.device("cpu"))
-    views = PCRLViews3D()
-    mode = views.painting.draw_mode(BATCH, gen)
-    x, _, code, _, params = views.view(crops, mode, gen)
-    x_loop, _ = oracles.views3d_view(crops, params, code, views)
-    assert torch.allclose(x_loop, x, atol=1e-4), "batched and oracle 3D views disagree"
-    shuffle = LocalPixelShuffle(3, p=1.0)
-    sp = shuffle.draw(crops.shape, gen)
-    assert torch.equal(oracles.local_shuffle(crops, sp), shuffle.apply(crops, sp)), "shuffles disagree"
+def rows_2d(B: int, size: int, source: int, device: torch.device):
+    """``(name, kit fn, released fn, released samples per call)`` for one 2D size."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    images = torch.rand(B, 1, source, source, generator=torch.Generator().manual_seed(3)).to(device)
+    views_in = torch.rand(B, 3, size, size, generator=torch.Generator().manual_seed(4)).to(device)
+    pil_src = [Image.fromarray((255 * images[i, 0].cpu().numpy()).astype(np.uint8)).convert("RGB") for i in range(B)]
+    pil = [Image.fromarray((255 * views_in[i].permute(1, 2, 0).cpu().numpy()).astype(np.uint8)) for i in range(B)]
+    tensors = [rel.T.ToTensor()(p) for p in pil]
+    rng, nprng = random.Random(0), np.random.RandomState(0)
+    torch.manual_seed(0)                                                    # torchvision draws from torch
+    views = PCRLViews2D(size)
+    spatial, train, norm = rel.chest_transforms(size, rng, nprng)
+    t = train.transforms                                                    # rotation, flip, gray, blur, jitter, ...
+    crop = RandomResizedCrop(size)
+    cutout = views.cutout
+
+    def each(fn, items):
+        return lambda: [fn(item) for item in items]
+
+    def tca():
+        return tca_apply(views_in, draw_tca(B, 2, gen).to(device))
+
+    return [
+        ("resized crop", lambda: crop(images.expand(-1, 3, -1, -1), gen), each(spatial, pil_src), B),
+        ("rotation ±10°", lambda: views.rotate(views_in, gen), each(t[0], pil), B),
+        ("horizontal flip", lambda: views.flip(views_in, gen), each(t[1], pil), B),
+        ("grayscale, p 0.2", lambda: views.gray(views_in, gen), each(t[2], pil), B),
+        ("blur, p 0.5", lambda: views.blur(views_in, gen), each(t[3], pil), B),
+        ("colour jitter 0.4×4", lambda: views.jitter(views_in, gen), each(t[4], pil), B),
+        ("to tensor + normalise", lambda: normalize(views_in), each(lambda p: t[6](t[5](p)), pil), B),
+        ("cutout 3 holes", lambda: cutout(views_in, gen), each(t[7], tensors), B),
+        ("TCA target (flips + rot90)", tca, each(lambda x: rel.spatial_aug_2d(x, rng), tensors), B),
+        ("pipeline, per image", lambda: views(images, gen),
+         each(lambda p: rel.chest_pair(p, (spatial, train, norm), rng), pil_src), B),
+    ]
+
+
+def table(title: str, rows, B: int, repeats: int, cuda_rows=None) -> None:
     cpu = torch.device("cpu")
-    rng = np.random.default_rng(0)
-    return {"view": best_seconds(lambda: oracles.views3d_view(crops, params, code, views), repeats, cpu, False),
-            "shuffle": best_seconds(lambda: oracles.local_shuffle(crops, sp), repeats, cpu, False),
-            "released": best_seconds(lambda: oracles.local_shuffle_released_style(crops, 1.0, 10_000, rng),
-                                     repeats, cpu, False)}
-
-
-def batched_2d(device: torch.device, repeats: int) -> list[float]:
-    gen = torch.Generator(device=device).manual_seed(0)
-    out = []
-    for size, source in VIEWS_2D:
-        images = torch.rand(BATCH, 1, source, source, generator=torch.Generator().manual_seed(2)).to(device)
-        views = PCRLViews2D(size)
-        out.append(best_seconds(lambda: views(images, gen), repeats, device))
-    return out
-
-
-def per_image_2d(repeats: int) -> list[float]:
-    gen = torch.Generator().manual_seed(0)
-    out = []
-    for size, source in VIEWS_2D:
-        images = torch.rand(BATCH, 1, source, source, generator=torch.Generator().manual_seed(2))
-        views = PCRLViews2D(size)
-        out.append(best_seconds(lambda: [views(images[b:b + 1], gen) for b in range(BATCH)], repeats,
-                                torch.device("cpu")))
-    return out
+    print(f"\n{title}")
+    head = f"  {'':30s}{'kit ms':>9s}{'released ms':>13s}{'speed-up':>10s}"
+    print(head + (f"{'kit CUDA ms':>13s}" if cuda_rows else ""))
+    for i, (name, kit, released, n) in enumerate(rows):
+        tk, tr = interleaved(kit, released, repeats, cpu)
+        ms_kit, ms_rel = 1e3 * tk / B, 1e3 * tr / n
+        line = f"  {name:30s}{ms_kit:9.3f}{ms_rel:13.3f}{ms_rel / ms_kit:9.1f}x"
+        if cuda_rows:
+            gpu = torch.device("cuda")
+            kit_gpu = cuda_rows[i][1]
+            kit_gpu()
+            _sync(gpu)
+            line += f"{1e3 * statistics.median(_seconds(kit_gpu, gpu) for _ in range(repeats)) / B:13.3f}"
+        print(line, flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", default="1,2", help="comma-separated torch CPU thread counts to try")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per batched figure (best of)")
-    parser.add_argument("--loop-repeats", type=int, default=2, help="timed runs per loop figure (best of)")
+    parser.add_argument("--batch", type=int, default=16, help="kit batch size (default 16)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved timed repeats, median reported")
+    parser.add_argument("--only", choices=("3d", "2d"), help="run one table only")
     args = parser.parse_args()
-    threads = [int(t) for t in args.threads.split(",")]
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"PCRL augmentation benchmark: torch {torch.__version__}, {os.cpu_count()} CPU cores, "
-          f"load average {load}; batch {BATCH}, cubes 1x{CUBE[0]}x{CUBE[1]}x{CUBE[2]}")
-
-    cpu = torch.device("cpu")
     torch.set_num_threads(1)
-    loops = loops_3d(args.loop_repeats)
-    images = per_image_2d(args.loop_repeats)
-    fast3d, fast2d = {}, {}
-    for t in threads:
-        torch.set_num_threads(t)
-        fast3d[t], fast2d[t] = batched_3d(cpu, args.repeats), batched_2d(cpu, args.repeats)
-
-    head = "".join(f"{f'batched {t}T':>12s}" for t in threads)
-    print(f"\nCPU, 3D (cubes/s; loops single-threaded numpy/scipy on the same parameters)")
-    print(f"  {'':38s}{head}{'loop':>10s}{'speed-up':>10s}")
-    best = max(BATCH / fast3d[t]["view"] for t in threads)
-    cols = "".join(f"{BATCH / fast3d[t]['view']:12.1f}" for t in threads)
-    print(f"  {'full view (p_shuffle 0.5, p_paint 0.9)':38s}{cols}{BATCH / loops['view']:10.1f}"
-          f"{best * loops['view'] / BATCH:9.1f}x")
-    best = max(BATCH / (fast3d[t]["draw"] + fast3d[t]["apply"]) for t in threads)
-    cols = "".join(f"{BATCH / (fast3d[t]['draw'] + fast3d[t]['apply']):12.1f}" for t in threads)
-    print(f"  {'local pixel shuffling alone, p=1':38s}{cols}{BATCH / loops['shuffle']:10.1f}"
-          f"{best * loops['shuffle'] / BATCH:9.1f}x")
-    print(f"  {'  vs released-style loop (own draws)':38s}{'':{12 * len(threads)}s}{BATCH / loops['released']:10.1f}"
-          f"{best * loops['released'] / BATCH:9.1f}x")
-    cols = "".join(f"{1e3 * fast3d[t]['draw']:6.0f}/{1e3 * fast3d[t]['apply']:<5.0f}" for t in threads)
-    print(f"  {'  shuffle draw/apply, ms per batch':38s}{cols}")
-
-    print(f"\nCPU, 2D view pairs/s (loop = the same pipeline called once per image, 1 thread)")
-    print(f"  {'':38s}{head}{'loop':>10s}{'speed-up':>10s}")
-    for i, (size, source) in enumerate(VIEWS_2D):
-        best = max(BATCH / fast2d[t][i] for t in threads)
-        cols = "".join(f"{BATCH / fast2d[t][i]:12.1f}" for t in threads)
-        print(f"  {f'{size}² views from {source}² images':38s}{cols}{BATCH / images[i]:10.1f}"
-              f"{best * images[i] / BATCH:9.1f}x")
-
-    if torch.cuda.is_available():
-        gpu = torch.device("cuda")
-        g3, g2 = batched_3d(gpu, args.repeats), batched_2d(gpu, args.repeats)
-        print(f"\nCUDA ({torch.cuda.get_device_name(gpu)}), batched; speed-up vs the CPU loops above")
-        print(f"  {'full 3D view (cubes/s)':38s}{BATCH / g3['view']:12.1f}{loops['view'] / g3['view']:9.1f}x")
-        shuffle = g3["draw"] + g3["apply"]
-        print(f"  {'local pixel shuffling, p=1 (cubes/s)':38s}{BATCH / shuffle:12.1f}"
-              f"{loops['shuffle'] / shuffle:9.1f}x")
-        for i, (size, source) in enumerate(VIEWS_2D):
-            print(f"  {f'2D pairs/s, {size}² from {source}²':38s}{BATCH / g2[i]:12.1f}")
-    else:
-        print("\nCUDA: not available on this machine.")
+    B = args.batch
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"PCRL augmentation benchmark, kit vs released (per-sample reimplementation): torch {torch.__version__}, "
+          f"1 thread, {os.cpu_count()} CPU cores, load average {load}; kit batch {B}, medians of {args.repeats} "
+          f"interleaved repeats; ms per sample")
+    cuda = torch.cuda.is_available()
+    if args.only != "2d":
+        cuda_rows = rows_3d(B, torch.device("cuda")) if cuda else None
+        table(f"3D, crops 1x{CUBE[0]}x{CUBE[1]}x{CUBE[2]} float32", rows_3d(B, torch.device("cpu")), B,
+              args.repeats, cuda_rows)
+    if args.only != "3d":
+        for size, source in VIEWS_2D:
+            cuda_rows = rows_2d(B, size, source, torch.device("cuda")) if cuda else None
+            table(f"2D, {size}² views from {source}² images", rows_2d(B, size, source, torch.device("cpu")), B,
+                  args.repeats, cuda_rows)
+    if not cuda:
+        print("\nCUDA: not available on this machine (kit CUDA column left out).")
 
 
 if __name__ == "__main__":
