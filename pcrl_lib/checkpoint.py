@@ -5,7 +5,7 @@ be loadable with ``torch.load(path, weights_only=True)``, which refuses arbitrar
 
 * files are written to a temporary name in the same folder, flushed, ``fsync``-ed and renamed over the
   target with ``os.replace`` (atomic on POSIX and Windows): a reader sees the old file or the new one,
-  never half of one;
+  never half of one (:func:`pcrl_lib.runs.atomic_write`);
 * everything inside is a tensor or a plain type (dict, list, tuple, int, float, str, bool, None). NumPy's
   and Python's RNG states are converted to tensors/lists by :func:`capture_rng_state`.
 """
@@ -17,67 +17,25 @@ import os
 import pickle
 import random
 import re
-import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-_TMP_PREFIX = ".tmp-"
+from .runs import TMP_PREFIX, atomic_write, atomic_write_bytes
+
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json", "capture_rng_state", "load_checkpoint",
+           "remove_stale_temporaries", "restore_rng_state"]
+
 # The unsupported global that torch's weights_only unpickler names, e.g. "GLOBAL numpy.random._pickle..."
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself lives in the directory entry; sync it so the new name survives a power cut.
-    # Windows cannot open a directory; there os.replace is already durable enough.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new temporary file next to ``path``, created with mode 0666 minus the umask like any ordinary file
-    (``tempfile.mkstemp`` would make it 0600, and ``os.replace`` would carry that onto the checkpoint)."""
-    while True:
-        tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: the old file stays, the partial one goes
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` through a temporary file + fsync + ``os.replace``; returns the path."""
-    return _atomic_write(path, lambda fh: fh.write(data))
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj, path)`` through a temporary file + fsync + ``os.replace``; returns the path."""
-    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
@@ -90,7 +48,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    stale = [p for p in folder.iterdir() if p.name.startswith(_TMP_PREFIX) and p.is_file()]
+    stale = [p for p in folder.iterdir() if p.name.startswith(TMP_PREFIX) and p.is_file()]
     for p in stale:
         p.unlink()
     return len(stale)

@@ -33,7 +33,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any, Sequence
 
 from . import paths
 from .config import INVALID, KINDS, PROFILES, convert_value
+from .runs import atomic_write_bytes
 
 SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED", "DEVICE")
 KERNEL_NAME = "pcrl-kit"
@@ -88,18 +88,8 @@ def _papermill_errors_only():
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (never a half-written file), with ordinary permissions."""
+    atomic_write_bytes(text.encode(), path)
 
 
 def _jsonable(value: Any) -> Any:

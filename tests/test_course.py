@@ -247,3 +247,14 @@ def test_ctrl_c_stops_the_runner_with_one_line(tmp_path):
     assert err.strip().splitlines() == ["interrupted while running 00_slow; rerun with --resume to continue"], err
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["00_slow"]["status"] == "interrupted"
+
+
+def test_records_and_summaries_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)  # mkstemp would have made them 0600, unreadable to the rest of a shared group
+    try:
+        path = course.write_record(tmp_path, "00_first", figures={"x": 1})
+    finally:
+        os.umask(umask)
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
