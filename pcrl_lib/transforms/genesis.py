@@ -66,6 +66,63 @@ def batched_interp(v: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch
     return y0 + w.clamp_(0.0, 1.0) * (y1 - y0)
 
 
+def curve_tables(xs: torch.Tensor, ys: torch.Tensor, cells: int):
+    """A lookup table of the piecewise-linear curves ``xs``/``ys`` ``(A, N)`` (xs ascending from 0 to 1).
+
+    [0, 1] is cut into ``cells`` equal cells (a power of two, so ``v · cells`` and the cell's left
+    edge are exact in float32). Returns ``(start, slope, exact)``, each ``(A, cells)``: the curve
+    at the cell's left edge and its slope per unit of ``v · cells`` (float32), and whether the
+    cell holds no curve point strictly inside it, in which case ``start + slope · frac`` *is*
+    ``numpy.interp`` there (one straight piece); other cells need the exact search.
+    """
+    A, N = xs.shape
+    dev = xs.device
+    k = xs * cells                                                              # exact scaling
+    rows = torch.arange(A, device=dev).view(A, 1)
+    # Per edge c/cells: how many points lie at or before it (= searchsorted(right=True)), from one
+    # bincount of the points' ceil(k) instead of a search per edge.
+    first_edge = torch.ceil(k).long().clamp_(0, cells)
+    count = torch.bincount((first_edge + rows * (cells + 1)).view(-1), minlength=A * (cells + 1))
+    idx = count.view(A, cells + 1).cumsum(1).clamp_(1, N - 1)
+    edges = torch.arange(cells + 1, dtype=xs.dtype, device=dev).view(1, -1) / cells
+    x0, x1, y0, y1 = xs.gather(1, idx - 1), xs.gather(1, idx), ys.gather(1, idx - 1), ys.gather(1, idx)
+    dx = x1 - x0
+    w = torch.where(dx > 0, (edges - x0) / torch.where(dx > 0, dx, torch.ones_like(dx)), torch.zeros_like(dx))
+    values = y0 + w.clamp_(0.0, 1.0) * (y1 - y0)                                # batched_interp(edges)
+    inside = (k > torch.floor(k)) & (k < cells)                                 # a point strictly inside a cell
+    exact = torch.ones(A * cells, dtype=torch.bool, device=dev)
+    exact[(torch.floor(k).long().clamp_(0, cells - 1) + rows * cells)[inside]] = False
+    return values[:, :-1].float(), values.diff(dim=1).float(), exact.view(A, cells)
+
+
+def apply_curve(v: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, cells: int = 16384) -> torch.Tensor:
+    """Row-wise ``numpy.interp`` of ``v`` ``(A, M)`` through the curves ``xs``/``ys`` ``(A, N)``, float32.
+
+    Through a lookup table (:func:`curve_tables`): one gather per voxel in the cells where the
+    curve is one straight piece, the exact search (:func:`batched_interp`, float64) only for the
+    few voxels in cells that hold curve points. ``xs`` must run from 0 to 1 (the Bézier curves do),
+    so clamping ``v`` to [0, 1] gives ``numpy.interp``'s end values outside.
+    """
+    A, M = v.shape
+    start, slope, exact = curve_tables(xs, ys, cells)
+    v = v.float().clamp(0.0, 1.0)
+    pos = v * cells                                                             # exact scaling
+    cell = pos.to(torch.int32).clamp_(max=cells - 1)
+    frac = pos - cell                                                           # exact
+    flat = (cell + torch.arange(0, A * cells, cells, dtype=torch.int32, device=v.device).view(A, 1)).view(-1).long()
+    # NaN slopes mark the cells that need the exact search: one gather fewer than a separate mask.
+    slope = torch.where(exact, slope, torch.full_like(slope, float("nan")))
+    out = start.view(-1).take(flat).addcmul_(slope.view(-1).take(flat), frac.view(-1))
+    fix = torch.nonzero(torch.isnan(out)).flatten()
+    if fix.numel():
+        # Rows of the stacked curves, shifted by 2·row so that one 1D search covers all samples.
+        shift = 2.0 * torch.arange(A, dtype=torch.float64, device=v.device).view(A, 1)
+        row = fix // M
+        values = v.reshape(-1).index_select(0, fix).double() + 2.0 * row
+        out[fix] = batched_interp(values.view(1, -1), (xs + shift).view(1, -1), ys.reshape(1, -1)).view(-1).float()
+    return out.view(A, M)
+
+
 class NonlinearIntensity(RandomTransform):
     """Models Genesis' non-linear intensity transform: a random monotone Bézier curve per sample.
 
@@ -73,7 +130,9 @@ class NonlinearIntensity(RandomTransform):
         spatial_dims: 2 or 3 (the transform is pointwise; this only validates the layout).
         p: probability a sample is transformed (Models Genesis config: 0.9; off in PCRL's 3D pipeline).
         invert_p: probability the curve is inverted (released: 0.5).
-        n_points: curve samples for the lookup (released: 100,000; 1,000 is already exact to ~1e-6).
+        n_points: curve samples (released: 100,000; 1,000 is already exact to ~1e-6). The polyline
+            through them is applied as ``numpy.interp`` would, through a lookup table
+            (:func:`apply_curve`), in float32.
     """
 
     def __init__(self, spatial_dims: int, p: float = 0.9, invert_p: float = 0.5, n_points: int = 1000):
@@ -97,8 +156,7 @@ class NonlinearIntensity(RandomTransform):
         xs, ys = bezier_lookup(params.control, params.invert, self.n_points)
 
         def curve(sub):
-            flat = sub.reshape(sub.shape[0], -1).to(torch.float64)
-            return batched_interp(flat, xs, ys).view(sub.shape)
+            return apply_curve(sub.reshape(sub.shape[0], -1), xs, ys).view(sub.shape)
 
         return apply_to_index(x, params.index, curve)
 
@@ -120,7 +178,11 @@ class PaintingParams(Params):
             False: fill the boxes with noise.
         corners, sizes: ``(A, K, sd)`` long — K candidate boxes per sample (first voxel, extent).
         count: ``(A,)`` long — only the first ``count`` boxes are used.
-        noise: ``(A, 1, *spatial)`` U[0, 1) fill, shared by all channels.
+        canvas: ``(A_out, 1, *spatial)`` U[0, 1) — the noise canvas of each out-painted sample
+            (in the order of ``index``), shared by all channels.
+        box_noise: ``(A_in, K, *box)`` U[0, 1) — fill of each in-painted sample's boxes: box k of
+            size s takes ``box_noise[a, k, :s_0, :s_1, ...]``; ``box`` is the largest in-painting
+            box, ``max(1, n // 3)`` per axis. Only the boxes are drawn, as released.
     """
 
     batch_size: int
@@ -129,7 +191,31 @@ class PaintingParams(Params):
     corners: torch.Tensor
     sizes: torch.Tensor
     count: torch.Tensor
-    noise: torch.Tensor
+    canvas: torch.Tensor
+    box_noise: torch.Tensor
+
+    def boxes(self, a: int) -> list[tuple[slice, ...]]:
+        """Spatial slices of painted sample ``a``'s used boxes, in drawing order."""
+        corners, sizes = self.corners[a].tolist(), self.sizes[a].tolist()
+        return [tuple(slice(c, c + s) for c, s in zip(corners[k], sizes[k])) for k in range(int(self.count[a]))]
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """``(A, 1, *spatial)``: the noise each painted voxel receives (for inspection; ``apply``
+        never builds it). Out-painted samples: their canvas; in-painted samples: their box noise
+        placed in the boxes (a later box over an earlier one, as painted), 0 outside them."""
+        A, spatial = self.index.numel(), self.canvas.shape[2:]
+        noise = torch.zeros((A, 1, *spatial), dtype=self.canvas.dtype, device=self.canvas.device)
+        i_out = i_in = 0
+        for a, out in enumerate(self.outpaint.tolist()):
+            if out:
+                noise[a] = self.canvas[i_out]
+                i_out += 1
+                continue
+            for k, box in enumerate(self.boxes(a)):
+                noise[a][(slice(None),) + box] = self.box_noise[i_in, k][tuple(slice(0, b.stop - b.start) for b in box)]
+            i_in += 1
+        return noise
 
 
 def box_mask(corners: torch.Tensor, sizes: torch.Tensor, count: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
@@ -200,22 +286,41 @@ class Painting(RandomTransform):
         sizes = torch.where(outpaint.view(A, 1, 1), size_out, size_in)
         margin = torch.minimum(torch.full_like(n, self.margin), (n - sizes) // 2)
         corners = randint(margin, n - sizes - margin, generator)
-        noise = rand((A, 1, *spatial), generator)
+        A_out = int(outpaint.sum())
+        box = [max(1, m // 3) for m in spatial]
         return PaintingParams(batch_size=B, index=index, outpaint=outpaint, corners=corners, sizes=sizes,
-                              count=count, noise=noise)
+                              count=count, canvas=rand((A_out, 1, *spatial), generator),
+                              box_noise=rand((A - A_out, K, *box), generator))
 
     def apply(self, x, params: PaintingParams) -> torch.Tensor:
         check_batch(x, self.spatial_dims)
         check_params(params, PaintingParams, x.shape[0])
+        if tuple(params.canvas.shape[2:]) != tuple(x.shape[2:]):
+            raise ValueError(f"params were drawn for spatial size {tuple(params.canvas.shape[2:])}, "
+                             f"but x has {tuple(x.shape[2:])}; draw them for this x")
         params = params.to(x.device)
-        spatial = x.shape[2:]
-
-        def paint(sub):
-            boxes = box_mask(params.corners, params.sizes, params.count, spatial)
-            noisy = boxes ^ params.outpaint.view(-1, *([1] * len(spatial)))     # in: boxes; out: outside them
-            return torch.where(noisy.unsqueeze(1), params.noise.to(sub.dtype), sub)
-
-        return apply_to_index(x, params.index, paint)
+        # Box by box on slices, as released: only the boxes are written (and, for out-painting, the
+        # canvas once); a Python loop over at most B samples × K boxes, never over voxels.
+        painted = dict(zip(params.index.tolist(), range(params.index.numel())))
+        outpaint = params.outpaint.tolist()
+        out = torch.empty_like(x)
+        i_out = i_in = 0
+        every = (slice(None),)
+        for b in range(x.shape[0]):
+            a = painted.get(b)
+            if a is None:
+                out[b] = x[b]
+            elif outpaint[a]:
+                out[b] = params.canvas[i_out]                 # broadcast over channels
+                for box in params.boxes(a):
+                    out[b][every + box] = x[b][every + box]
+                i_out += 1
+            else:
+                out[b] = x[b]
+                for k, box in enumerate(params.boxes(a)):
+                    out[b][every + box] = params.box_noise[i_in, k][tuple(slice(0, s.stop - s.start) for s in box)]
+                i_in += 1
+        return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -102,16 +102,20 @@ def nonlinear(x: torch.Tensor, params, n_points: int) -> torch.Tensor:
 
 
 def painting(x: torch.Tensor, params) -> torch.Tensor:
-    """Box by box with slices, as the released in-/out-painting loops."""
+    """Box by box with slices, as the released in-/out-painting loops, from a full-volume noise
+    canvas per sample (out-painting: the drawn canvas; in-painting: each box's drawn noise)."""
     out = x.clone()
+    outpaint = params.outpaint.tolist()
     for a, b in enumerate(params.index.tolist()):
-        noise = params.noise[a].expand_as(x[b])
-        canvas = noise.clone() if bool(params.outpaint[a]) else x[b].clone()
-        fill = x[b] if bool(params.outpaint[a]) else noise
+        i = sum(outpaint[:a]) if outpaint[a] else a - sum(outpaint[:a])   # rank among its kind
+        canvas = out[b].clone() if not outpaint[a] else params.canvas[i].expand_as(x[b]).clone()
         for k in range(int(params.count[a])):
-            box = zip(params.corners[a, k].tolist(), params.sizes[a, k].tolist())
+            box = list(zip(params.corners[a, k].tolist(), params.sizes[a, k].tolist()))
             sl = (slice(None),) + tuple(slice(c, c + s) for c, s in box)
-            canvas[sl] = fill[sl]
+            if outpaint[a]:
+                canvas[sl] = x[b][sl]
+            else:
+                canvas[sl] = params.box_noise[i, k][tuple(slice(0, s) for _, s in box)]
         out[b] = canvas
     return out
 

@@ -125,3 +125,30 @@ def test_wrong_ndim_is_rejected():
         Painting(3)(torch.rand(2, 1, 8, 8), _gen())
     with pytest.raises(ValueError, match="x must have 4 dims"):
         NonlinearIntensity(2)(torch.rand(2, 1, 8, 8, 8), _gen())
+
+
+def test_painting_draws_noise_only_where_it_paints():
+    # in-painting draws noise for its boxes only (side <= n // 3), out-painting one canvas per sample
+    t = Painting(3, p=1.0, inpaint_p=0.5)
+    params = t.draw((40, 2, 30, 24, 12), _gen(11))
+    A_out = int(params.outpaint.sum())
+    assert 0 < A_out < 40
+    assert params.canvas.shape == (A_out, 1, 30, 24, 12)
+    assert params.box_noise.shape == (40 - A_out, 5, 10, 8, 4)
+    assert (params.sizes[~params.outpaint] <= torch.tensor([10, 8, 4])).all()
+    with pytest.raises(ValueError, match="spatial size"):
+        t.apply(torch.rand(40, 2, 30, 24, 14), params)
+
+
+@pytest.mark.parametrize("n_points", [7, 1000, 100_000])
+def test_curve_lookup_table_equals_exact_interp_also_on_steep_curves(n_points):
+    from pcrl_lib.transforms.genesis import apply_curve, batched_interp, bezier_lookup
+    g = _gen(12)
+    control = torch.rand(6, 2, 2, generator=g) ** 4            # control points near 0: steep ends
+    control[0] = torch.tensor([[0.0, 1.0], [0.0, 1.0]])       # vertical start
+    xs, ys = bezier_lookup(control, torch.tensor([False, True] * 3), n_points)
+    v = torch.rand(6, 3000, generator=g)
+    v[:, :6] = torch.tensor([0.0, 1.0, -0.5, 1.5, 2.0 ** -14, 1 - 2.0 ** -24])
+    y = apply_curve(v, xs, ys, cells=1024)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y.double(), batched_interp(v.double().clamp(0, 1), xs, ys), atol=2e-7, rtol=0)
