@@ -188,7 +188,7 @@ def run_case(case: Case, device: torch.device) -> dict:
     memory = _Memory(device)
     cfg = case.config()
     extra = {} if case.method == "models_genesis" else {"queue_generator": torch.Generator().manual_seed(0)}
-    method = build_method_from_config(cfg, case.dims, n_data=N_DATA, **extra).to(device)
+    method = build_method_from_config(cfg, case.dims, num_items=N_DATA, **extra).to(device)
     if case.channels_last:
         method = method.to(memory_format=_memory_format(case.dims))
     method.train()

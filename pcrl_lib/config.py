@@ -181,7 +181,8 @@ class PretrainConfig(_Section):
     # experiments.PRETRAIN_METHODS, contrastive.ESTIMATORS, precision.PRECISIONS and pcrl.KEY_MIXES (tests keep
     # them equal)
     _CHOICES = {"method": ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco", "models_genesis"),
-                "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16"), "key_mix": ("raw", "unit")}
+                "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16"), "key_mix": ("raw", "unit"),
+                "nce_noise": ("batches", "samples")}
 
     method: str = "pcrl"              # pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis
     epochs: int = 4
@@ -201,6 +202,7 @@ class PretrainConfig(_Section):
     nce: str | None = None            # None = the method's own ("nce" for PCRL/C2L as released, "infonce" for MoCo)
     nce_exact: bool = False           # False = released NCE numerics (eps 1e-5, integer Z) | True = exact estimator
     key_mix: str = "raw"              # pass-B mixed keys: raw = released (mix projections, then normalise) | unit
+    nce_noise: str = "batches"        # NCE's n (Pn = 1/n, Z): batches = released len(train_loader) | samples (CMC)
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
     precision: str = "auto"           # auto | fp32 | bf16 | fp16
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data

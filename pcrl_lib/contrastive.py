@@ -8,7 +8,7 @@ k     key embeddings from the momentum encoder E_m, (N, D), unit rows, no gradie
 K     queue length (16,384 in the paper); the queue holds the K most recent keys, (K, D)
 T     temperature τ (0.2)
 Z     NCE normaliser: fixed from the first batch as mean(exp(q·k/τ)) · n_data, then a constant
-n     n_data: number of SAMPLES in the pretraining set (the noise distribution is uniform, Pn = 1/n)
+n     n_data: size of the uniform noise distribution, Pn = 1/n (released: batches per epoch; CMC: samples)
 ====  ==========================================================================================
 
 Scores: logits s = [q·k, q·queue_1, ..., q·queue_K] / T, shape N×(1+K); column 0 is the positive.
@@ -141,7 +141,7 @@ class ContrastiveMemory(nn.Module):
         K: queue length.
         T: temperature τ.
         nce: "nce" (CMC/C2L estimator, the released code) or "infonce" (MoCo).
-        n_data: number of samples in the pretraining set; required for "nce".
+        n_data: n of the uniform noise distribution (``pcrl.nce_noise_count``); required for "nce".
         generator: draws the queue's initial values (the global RNG when None).
         exact: NCE numerics: False = the released code's (ε = 1e-5, Z truncated to an integer), True = the
             exact estimator (module docstring table). InfoNCE ignores it.
@@ -157,7 +157,7 @@ class ContrastiveMemory(nn.Module):
         if not (isinstance(T, (int, float)) and T > 0):
             raise ValueError(f"temperature T must be a positive number (paper: 0.2), got {T!r}")
         if nce == "nce" and not (isinstance(n_data, numbers.Integral) and n_data > 0):
-            raise ValueError(f"n_data={n_data!r}: the NCE estimator needs the number of SAMPLES in the pretraining "
+            raise ValueError(f"n_data={n_data!r}: the NCE estimator needs n, the size of its noise distribution "
                              "set (len(dataset), not the number of batches) as a positive int")
         self.nce, self.exact = nce, bool(exact)
         self.T = float(T)

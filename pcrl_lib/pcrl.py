@@ -60,6 +60,7 @@ Exports (:meth:`PCRL.export`, :func:`load_encoder`, :func:`load_unet`) are plain
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,11 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 METHOD_NAMES = (*METHODS, "models_genesis")
 KEY_MIXES = ("raw", "unit")
+# What NCE's n counts (the noise distribution is uniform over n items, Pn = 1/n, and Z = mean(exp(s))·n).
+# CMC, where the estimator comes from, counts samples; the released PCRL passes ``len(train_loader)``, the
+# number of batches per epoch (its loader keeps the last partial batch), which makes the noise mass K/n
+# ~batch-size times larger. Default: as released.
+NCE_NOISE = ("batches", "samples")
 EXPORT_KEYS = ("spatial_dims", "method", "arch", "encoder", "decoder")
 
 
@@ -169,7 +175,8 @@ class PCRL(nn.Module):
         method: one of ``METHODS`` ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco").
         K: queue length. m: EMA momentum. T: temperature τ. feat_dim: D.
         nce: "nce" | "infonce"; None → the method's default (NCE, InfoNCE for moco).
-        n_data: number of SAMPLES in the pretraining set (required by the NCE estimator).
+        n_data: n of the NCE estimator's uniform noise distribution (required by "nce"); see
+            :func:`nce_noise_count` (released: batches per epoch, CMC: samples).
         key_mix: "raw" (released) | "unit" (kit): how pass B mixes the keys (module docstring).
         nce_exact: False = the released NCE numerics (ε = 1e-5, integer Z), True = the exact estimator.
         queue_generator: draws the queue's initial values (global RNG when None).
@@ -377,15 +384,30 @@ def build_method(name: str, spatial_dims: int, **cfg: Any) -> PCRL | ModelsGenes
     return PCRL(spatial_dims, name, **cfg)
 
 
-def build_method_from_config(pretrain_cfg: Any, spatial_dims: int, n_data: int, **extra: Any) -> PCRL | ModelsGenesis:
+def nce_noise_count(num_items: int, batch_size: int, noise: str = "batches", world_size: int = 1) -> int:
+    """NCE's n for a pretraining set of ``num_items`` samples: ``"batches"`` (released: ``len(train_loader)``,
+    ceil(num_items / global batch), the global batch being ``batch_size × world_size``) or ``"samples"``
+    (CMC: ``num_items``)."""
+    if noise not in NCE_NOISE:
+        raise ValueError(f"nce_noise={noise!r}; choose 'batches' (released: batches per epoch) or 'samples' (CMC)")
+    if noise == "samples":
+        return int(num_items)
+    return max(1, math.ceil(num_items / (batch_size * world_size)))
+
+
+def build_method_from_config(pretrain_cfg: Any, spatial_dims: int, num_items: int, world_size: int = 1,
+                             **extra: Any) -> PCRL | ModelsGenesis:
     """:func:`build_method` from a :class:`pcrl_lib.config.PretrainConfig` (method, K, m, T, feat_dim, nce,
-    key_mix, nce_exact, width_3d) and the pretraining set's sample count; ``extra`` adds or overrides arguments.
+    key_mix, nce_exact, nce_noise, width_3d) and the pretraining set's sample count ``num_items`` (NCE's n is
+    derived from it by :func:`nce_noise_count`); ``extra`` adds or overrides arguments.
 
     ``m`` is the configured momentum; the trainer rescales it with :func:`ema_momentum` when
     ``ema_horizon_fraction`` > 0."""
     if pretrain_cfg.method == "models_genesis":
         cfg: dict[str, Any] = {}
     else:
+        batch = pretrain_cfg.batch_size_2d if spatial_dims == 2 else pretrain_cfg.batch_size_3d
+        n_data = nce_noise_count(num_items, batch, pretrain_cfg.nce_noise, world_size)
         cfg = {"K": pretrain_cfg.K, "m": pretrain_cfg.m, "T": pretrain_cfg.T, "feat_dim": pretrain_cfg.feat_dim,
                "nce": pretrain_cfg.nce, "n_data": n_data, "key_mix": pretrain_cfg.key_mix,
                "nce_exact": pretrain_cfg.nce_exact}

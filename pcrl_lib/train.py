@@ -734,7 +734,9 @@ def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[
         views = PCRLViews3D(align_targets=cfg.align_targets)
     if cfg.method == "models_genesis":
         views = GenesisViews(spatial_dims, cfg.image_size_2d)
-    method = build_method_from_config(cfg, spatial_dims, n_data=len(dataset))
+    # torchrun's WORLD_SIZE: the global batch, and so the released NCE n (batches per epoch), spans every rank.
+    method = build_method_from_config(cfg, spatial_dims, num_items=len(dataset),
+                                      world_size=int(os.environ.get("WORLD_SIZE", "1")))
     return method, dataset, views
 
 

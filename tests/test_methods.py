@@ -5,8 +5,8 @@ import torch
 
 from pcrl_lib.config import PretrainConfig, get_profile
 from pcrl_lib.models import build_encoder
-from pcrl_lib.pcrl import (KEY_MIXES, METHOD_NAMES, build_method, build_method_from_config, ema_momentum,
-                           load_encoder, load_unet)
+from pcrl_lib.pcrl import (KEY_MIXES, METHOD_NAMES, NCE_NOISE, build_method, build_method_from_config,
+                           ema_momentum, load_encoder, load_unet, nce_noise_count)
 from pcrl_lib.train import Trainer
 
 from test_pcrl import make_sample  # tests/ is on sys.path (pytest rootdir-less modules)
@@ -76,7 +76,7 @@ def test_moco_uses_infonce_and_nce_switch():
     assert build("moco", 3).contrast.nce == "infonce"
     assert build("c2l", 3).contrast.nce == "nce"
     assert build("pcrl", 3, nce="infonce").contrast.nce == "infonce"
-    with pytest.raises(ValueError, match="SAMPLES"):
+    with pytest.raises(ValueError, match="noise distribution"):
         build_method("pcrl", 3, width=4, K=32)
 
 
@@ -148,18 +148,30 @@ def test_load_unet_transfers_decoder_and_replaces_a_different_head():
 
 def test_build_from_profile_config():
     cfg = get_profile("smoke").pretrain
-    method = build_method_from_config(cfg, 3, n_data=10)
+    method = build_method_from_config(cfg, 3, num_items=10)
     assert method.contrast.queue.K == cfg.K and method.arch["width"] == cfg.width_3d
-    assert method.contrast.n_data == 10
+    assert method.contrast.n_data == 5  # released: len(train_loader) = ceil(10 / batch 2)
+
+
+def test_nce_noise_counts_batches_as_released_or_samples():
+    cfg = get_profile("smoke").pretrain.override(batch_size_2d=16)
+    assert cfg.nce_noise == "batches" and PretrainConfig._CHOICES["nce_noise"] == NCE_NOISE
+    assert nce_noise_count(1227, 16) == 77                      # the last partial batch counts, as in the loader
+    assert nce_noise_count(1227, 16, world_size=2) == 39        # DDP: one global batch per step
+    assert nce_noise_count(1227, 16, "samples") == 1227
+    assert build_method_from_config(cfg, 2, num_items=1227).contrast.n_data == 77
+    assert build_method_from_config(cfg.override(nce_noise="samples"), 2, num_items=1227).contrast.n_data == 1227
+    with pytest.raises(ValueError, match="nce_noise"):
+        nce_noise_count(10, 2, "epochs")
 
 
 def test_config_switches_reach_the_method():
     cfg = get_profile("smoke").pretrain
     assert (cfg.key_mix, cfg.nce_exact, cfg.ema_horizon_fraction) == ("raw", False, 0.0)  # released defaults
     assert PretrainConfig._CHOICES["key_mix"] == KEY_MIXES
-    method = build_method_from_config(cfg.override(key_mix="unit", nce_exact=True), 3, n_data=10)
+    method = build_method_from_config(cfg.override(key_mix="unit", nce_exact=True), 3, num_items=10)
     assert method.key_mix == "unit" and method.contrast.exact
-    released = build_method_from_config(cfg, 3, n_data=10)
+    released = build_method_from_config(cfg, 3, num_items=10)
     assert released.key_mix == "raw" and not released.contrast.exact
 
 

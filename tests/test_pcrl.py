@@ -122,7 +122,7 @@ def test_nce_closed_form_with_Z_from_first_batch(exact):
     assert loss.dtype == torch.float64  # fp64 models keep fp64 scores (the released-step comparison relies on it)
 
 
-def test_nce_Z_fixed_once_counts_samples_and_is_checkpointed():
+def test_nce_Z_fixed_once_scales_with_n_and_is_checkpointed():
     q, k = unit(4, 8, 6), unit(4, 8, 7)
     small = ContrastiveMemory(8, 16, 0.2, nce="nce", n_data=100, generator=torch.Generator().manual_seed(0),
                               exact=True)
@@ -130,12 +130,12 @@ def test_nce_Z_fixed_once_counts_samples_and_is_checkpointed():
                               exact=True)
     small(q, k)
     large(q, k)
-    assert large.Z.item() == pytest.approx(10 * small.Z.item(), rel=1e-6)  # Z ∝ the sample count
+    assert large.Z.item() == pytest.approx(10 * small.Z.item(), rel=1e-6)  # Z ∝ n
     z_first = small.Z.clone()
     small(unit(4, 8, 8), unit(4, 8, 9))
     assert torch.equal(small.Z, z_first)
     assert torch.equal(small.state_dict()["Z"], z_first)
-    with pytest.raises(ValueError, match="SAMPLES"):
+    with pytest.raises(ValueError, match="noise distribution"):
         ContrastiveMemory(8, 16, 0.2, nce="nce")
     with pytest.raises(ValueError, match="infonce"):
         ContrastiveMemory(8, 16, 0.2, nce="softmax")
