@@ -5,13 +5,13 @@ The released per-cube loop draws ``n_blocks`` = 10,000 small boxes (each side un
 *original* cube, and writes them into the output in order, so a later box overwrites an earlier one
 where they overlap. Here the same result comes from index arithmetic on the whole batch:
 
-1. ``draw`` gives every block a uniformly random permutation with a Fisher–Yates pass that is
-   vectorised over all blocks of all samples (the only Python loop runs over the position inside a
-   block, at most ``6·6·3 = 108`` steps for a 64×64×32 cube, never over blocks or samples);
-2. ``apply`` turns (block, local index) into flat voxel indices with a small lookup table, resolves
-   overlaps with one ``scatter_reduce(amax)`` of (block number, source voxel) packed into an int64
-   (the last block writing a voxel wins, as in the loop) and reads every output voxel with one
-   gather.
+1. ``draw`` gives every block a uniformly random permutation: the blocks of one volume form one
+   matrix whose rows are sorted by random keys, so the only Python loop runs over the distinct
+   block volumes (at most ``6·6·3 = 108`` for a 64×64×32 cube), never over blocks or samples;
+2. ``apply`` turns (block, local index) into flat voxel indices with a small lookup table, volume
+   by volume on the same matrices, resolves overlaps with ``scatter_reduce(amax)`` of (block
+   number, source voxel) packed into an int64 (the last block writing a voxel wins, as in the loop)
+   and reads every output voxel with one gather.
 
 The result equals the released loop exactly for the same draws (``tests/transforms``); its cost is
 linear in the ~2·10⁵ block voxels per cube, whose random draws and index passes dominate on a CPU.
@@ -37,10 +37,10 @@ class ShuffleParams(Params):
         index: ``(A,)`` long — the samples that are shuffled (the others are returned unchanged).
         corners: ``(A, N, sd)`` long — first voxel of each of the ``N`` blocks per shuffled sample.
         sizes: ``(A, N, sd)`` long — block extent per spatial axis.
-        perm: ``(M,)`` int32, ``M = sizes.prod(-1).sum()`` — the blocks' permutations concatenated in
-            block order (sample-major, then block number): for a block of ``n`` voxels listed in raster
-            order (last axis fastest), entry ``m`` is the local index of the voxel whose value lands on
-            local position ``m``.
+        perm: ``(M,)`` int32, ``M = sizes.prod(-1).sum()`` — the blocks' permutations, concatenated in
+            the order of :func:`volume_classes` (blocks by volume, ascending, then by block number,
+            sample-major): for a block of ``n`` voxels listed in raster order (last axis fastest),
+            entry ``m`` is the local index of the voxel whose value lands on local position ``m``.
     """
 
     batch_size: int
@@ -50,56 +50,43 @@ class ShuffleParams(Params):
     perm: torch.Tensor
 
 
-def _segment_ids(lengths: torch.Tensor, total: int, dtype: torch.dtype = torch.int32) -> torch.Tensor:
-    """``(total,)`` ``dtype``: element e belongs to segment s when segments of ``lengths`` are laid end to end.
+def volume_classes(volumes: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Blocks grouped by volume: ``(order, classes)``.
 
-    A cumulative sum of start markers; ``repeat_interleave`` does the same, far slower on CPU.
-    Segments must be non-empty.
+    ``order`` ``(Nb,)`` long lists the block numbers by volume, ascending (stable: block number
+    order within a volume); ``classes`` is ``[(volume, count), ...]`` for the volumes present, in
+    that order. :attr:`ShuffleParams.perm` stores the ``(count, volume)`` permutation matrices of
+    the classes one after the other.
     """
-    marker = torch.zeros(total, dtype=dtype, device=lengths.device)
-    starts = torch.cumsum(lengths, 0)[:-1]
-    marker.scatter_(0, starts, 1)
-    return torch.cumsum(marker, 0, dtype=dtype)
+    vol_sorted, order = torch.sort(volumes.long(), stable=True)
+    counts = torch.bincount(vol_sorted)
+    present = torch.nonzero(counts).flatten()
+    return order, list(zip(present.tolist(), counts.index_select(0, present).tolist()))
 
 
 def block_permutations(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Independent uniform random permutations of ``range(v)`` for every ``v`` in ``volumes`` (Nb,).
 
-    Returns ``(sum(volumes),)`` int32, the permutations concatenated in the order of ``volumes``.
-    Fisher–Yates on all blocks at once: blocks are sorted by size (largest first) and stored row by
-    row, row ``j`` holding element ``j`` of every block longer than ``j``; step ``j`` swaps that row
-    (a contiguous slice) with a uniformly chosen row ``r <= j`` of the same blocks.
+    Returns ``(sum(volumes),)`` int32 in the layout of :func:`volume_classes`: per volume ``v``
+    present, a ``(count, v)`` matrix, row r for block ``order[first + r]``. Each row is sorted by
+    random keys (a uniform permutation per row). For ``v <= 128`` a key is 24 random bits above the
+    7-bit local index in one int32, and sorting the keys' values (no argsort) leaves the permutation
+    in the low bits; larger blocks argsort float keys.
     """
     device = volumes.device
-    Nb = volumes.numel()
-    total = int(volumes.sum())
-    if Nb == 0:
-        return torch.zeros(0, dtype=torch.int32, device=device)
-    volumes = volumes.long()
-    vol_sorted, order = torch.sort(volumes, descending=True, stable=True)
-    P = int(vol_sorted[0])
-    ge = torch.bincount(vol_sorted, minlength=P + 1).flip(0).cumsum(0).flip(0)   # ge[v] = #blocks with vol >= v
-    row_len = ge[1:P + 1]                                                      # row j: blocks with vol > j
-    row_off = torch.cumsum(row_len, 0) - row_len
-    row_of = _segment_ids(row_len, total, torch.long)                           # row (= local index) of each element
-    values = row_of.clone()                                                     # identity permutations
-    # Every element's Fisher–Yates partner, drawn at once: element (row j, column col) swaps with
-    # (row r, column col), r uniform in 0..j; only the swaps themselves run row by row.
-    col = torch.arange(total, device=device) - row_off.index_select(0, row_of)
-    row_scale = torch.arange(1, P + 1, dtype=torch.float32, device=device)        # j + 1 for row j
-    r = (rand((total,), generator) * row_scale.index_select(0, row_of)).long()
-    r = torch.minimum(r, row_of)                                                 # guards float rounding
-    partner = row_off.index_select(0, r) + col
-    lengths, offsets = row_len.tolist(), row_off.tolist()
-    for j in range(P - 1, 0, -1):
-        c, o = lengths[j], offsets[j]
-        mine = values[o:o + c].clone()
-        values[o:o + c] = values.index_select(0, partner[o:o + c])
-        values.scatter_(0, partner[o:o + c], mine)
-    # Back to block-major order: element (row j, column col) is entry j of block order[col].
-    block_off = torch.cumsum(volumes, 0) - volumes
-    target = block_off.index_select(0, order).index_select(0, col) + row_of
-    return torch.empty_like(values).scatter_(0, target, values).to(torch.int32)
+    _, classes = volume_classes(volumes) if volumes.numel() else (None, [])
+    parts = [torch.zeros(0, dtype=torch.int32, device=device)]
+    for v, c in classes:
+        local = torch.arange(v, dtype=torch.int32, device=device)
+        if v == 1:
+            perm = torch.zeros(c, 1, dtype=torch.int32, device=device)
+        elif v <= 128:
+            keys = torch.randint(0, 1 << 24, (c, v), generator=generator, device=device, dtype=torch.int32)
+            perm = torch.bitwise_and(torch.sort((keys << 7) | local, dim=1).values, 127)
+        else:
+            perm = torch.rand((c, v), generator=generator, device=device).argsort(1).to(torch.int32)
+        parts.append(perm.view(-1))
+    return torch.cat(parts)
 
 
 def _offset_table(max_sizes: list[int], strides: list[int], device) -> torch.Tensor:
@@ -180,8 +167,8 @@ class LocalPixelShuffle(RandomTransform):
         total = params.perm.numel()
         if total != int(volumes.sum()):
             raise ValueError(f"params.perm has {total} entries, but the blocks hold {int(volumes.sum())} voxels")
-        # Per block (Nb,): first row of its shape in `table`, its first voxel in the (A·V) batch, and
-        # the same voxel tagged with the block number (see the scatter below).
+        # Per block (Nb,): first row of its shape in `table`, and its first voxel in the (A·V) batch
+        # tagged with the block number (see the scatter below).
         shape_id = torch.zeros_like(volumes)
         for d in range(self.spatial_dims):
             shape_id = shape_id * max_sizes[d] + (sizes[:, d] - 1)
@@ -189,22 +176,28 @@ class LocalPixelShuffle(RandomTransform):
         span = A * V
         base = (number // params.sizes.shape[1]) * V + (params.corners.reshape(-1, self.spatial_dims)
                                                         * torch.tensor(strides, device=x.device)).sum(-1)
-        tagged = number * span + base
-        row = (shape_id * P).to(torch.int32)
-        start = (torch.cumsum(volumes, 0) - volumes).to(torch.int32)
-        # Per entry (M,): index arithmetic in int32, voxel addresses in int64 (no mixed-dtype ops).
-        block = _segment_ids(volumes, total)
-        element = torch.arange(total, dtype=torch.int32, device=x.device)
-        dest_key = (row - start).index_select(0, block) + element                  # table row + local index
-        src_key = row.index_select(0, block) + params.perm.to(torch.int32)
-        dest = base.index_select(0, block) + table.index_select(0, dest_key)
+        order, classes = volume_classes(volumes)
+        row = (shape_id * P).index_select(0, order)
+        base = base.index_select(0, order)
         # The loop writes blocks in order, so the last block covering a voxel wins. Packing
-        # (block number, source voxel) into one int64 lets a single scatter-amax find the winner
-        # and where its value comes from.
-        packed = torch.full((span,), -1, dtype=torch.long, device=x.device)
-        packed.scatter_reduce_(0, dest, tagged.index_select(0, block) + table.index_select(0, src_key), reduce="amax")
-        identity = torch.arange(span, device=x.device)
-        source = torch.where(packed >= 0, packed % span, identity)                 # (A·V,) voxel read per voxel
+        # (block number + 1, source voxel) into one int64 (bits 32+ and 0–31) lets scatter-amax
+        # find the winner and where its value comes from; voxels no block covers keep tag 0 and
+        # read themselves. One (count, v) matrix per volume: block quantities broadcast over the
+        # row, no per-entry block lookup.
+        if span >= 1 << 32:
+            raise ValueError(f"{A} shuffled samples of {V} voxels are too many for one call; apply in smaller batches")
+        tagged = ((order + 1) << 32) + base
+        packed = torch.arange(span, device=x.device)
+        perm = params.perm
+        first = entry = 0
+        for v, c in classes:
+            rows = row[first:first + c].view(c, 1)
+            local = torch.arange(v, device=x.device)
+            dest = table.take(rows + local).add_(base[first:first + c].view(c, 1))
+            src = table.take(rows + perm[entry:entry + c * v].view(c, v)).add_(tagged[first:first + c].view(c, 1))
+            packed.scatter_reduce_(0, dest.view(-1), src.view(-1), reduce="amax")
+            first, entry = first + c, entry + c * v
+        source = packed.bitwise_and_(0xFFFFFFFF)                                   # (A·V,) voxel read per voxel
 
         xs = x.index_select(0, params.index).transpose(0, 1).reshape(C, span)
         ys = xs.index_select(1, source)

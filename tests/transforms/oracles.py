@@ -125,8 +125,11 @@ def local_shuffle(x: torch.Tensor, params) -> torch.Tensor:
     out = _np(x).copy()
     orig = _np(x)
     N = params.sizes.shape[1]
-    vol = params.sizes.prod(-1).flatten().tolist()
-    offsets = np.concatenate([[0], np.cumsum(vol)])
+    # perm lists the blocks by volume (ascending, stable in block number): find each block's slice.
+    vol = _np(params.sizes.prod(-1).flatten())
+    order = np.argsort(vol, kind="stable")
+    start = np.empty(len(vol), dtype=np.int64)
+    start[order] = np.cumsum(vol[order]) - vol[order]
     perm = _np(params.perm)
     corners, sizes = params.corners.tolist(), params.sizes.tolist()
     for a, b in enumerate(params.index.tolist()):
@@ -134,7 +137,7 @@ def local_shuffle(x: torch.Tensor, params) -> torch.Tensor:
             blk = a * N + i
             sl = (slice(None),) + tuple(slice(c, c + s) for c, s in zip(corners[a][i], sizes[a][i]))
             window = orig[b][sl].reshape(x.shape[1], -1)
-            out[b][sl] = window[:, perm[offsets[blk]:offsets[blk + 1]]].reshape(out[b][sl].shape)
+            out[b][sl] = window[:, perm[start[blk]:start[blk] + vol[blk]]].reshape(out[b][sl].shape)
     return torch.from_numpy(out)
 
 

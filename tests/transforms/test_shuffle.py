@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pcrl_lib.transforms import LocalPixelShuffle
-from pcrl_lib.transforms.shuffle import ShuffleParams, block_permutations
+from pcrl_lib.transforms.shuffle import ShuffleParams, block_permutations, volume_classes
 
 from . import oracles
 
@@ -47,16 +47,19 @@ def test_every_output_value_comes_from_its_own_sample():
 
 
 def test_block_permutations_are_valid_and_uniform():
-    volumes = torch.tensor([3] * 6000 + [1, 5, 2])
+    volumes = torch.tensor([5, 3] + [3] * 5999 + [1, 130, 2])
     perm = block_permutations(volumes, _gen(5))
     assert perm.shape == (int(volumes.sum()),)
-    offsets = [0] + torch.cumsum(volumes, 0).tolist()
-    for i in range(len(volumes)):
-        assert sorted(perm[offsets[i]:offsets[i + 1]].tolist()) == list(range(int(volumes[i])))
+    # layout: by volume, ascending (1, 2, 3 x 6000, 5, 130)
+    order, classes = volume_classes(volumes)
+    assert classes == [(1, 1), (2, 1), (3, 6000), (5, 1), (130, 1)] and order[:3].tolist() == [6001, 6003, 1]
+    offsets = [0] + torch.cumsum(volumes[order], 0).tolist()
+    for j in range(len(volumes)):
+        assert sorted(perm[offsets[j]:offsets[j + 1]].tolist()) == list(range(int(volumes[order[j]])))
     # all 3! orders of a 3-voxel block, each about 1000 times in 6000 blocks
     counts = {p: 0 for p in itertools.permutations(range(3))}
     for i in range(6000):
-        counts[tuple(perm[3 * i:3 * i + 3].tolist())] += 1
+        counts[tuple(perm[3 + 3 * i:6 + 3 * i].tolist())] += 1
     assert all(850 < c < 1150 for c in counts.values()), counts
 
 
