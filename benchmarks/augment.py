@@ -71,6 +71,7 @@ def rows_3d(B: int, device: torch.device):
     """``(name, kit fn, released fn, released samples per call)`` for the 3D table."""
     gen = torch.Generator(device=device).manual_seed(0)
     cubes = torch.rand(B, 1, *CUBE, generator=torch.Generator().manual_seed(1)).to(device)
+    painted = cubes.clone()                          # painted in place, like the released arrays
     pairs = torch.rand(B, 2, 1, *CUBE, generator=torch.Generator().manual_seed(2)).to(device)
     npc = [c.numpy() for c in cubes.cpu()]                                  # (1, X, Y, Z) float32 each
     npp = [p[:, 0].numpy() for p in pairs.cpu()]                            # (2, X, Y, Z)
@@ -96,9 +97,10 @@ def rows_3d(B: int, device: torch.device):
          each(lambda c: rel.local_pixel_shuffling(c, rng, nprng, prob=1.0), few), few),
         ("Bézier intensity, p 1", lambda: bezier(cubes, gen),
          each(lambda c: rel.nonlinear_transformation(c, rng, prob=1.0), few), few),
-        ("in-painting, p 1", lambda: inpaint(cubes, gen),
+        ("in-painting, p 1, in place", lambda: inpaint.apply_(painted, inpaint.draw(cubes.shape, gen)),
          each(lambda c: rel.image_in_painting(c, rng, nprng), B), B),
-        ("out-painting, p 1", lambda: outpaint(cubes, gen), each(lambda c: rel.image_out_painting(c, rng, nprng), B), B),
+        ("out-painting, p 1", lambda: outpaint.apply_(painted, outpaint.draw(cubes.shape, gen)),
+         each(lambda c: rel.image_out_painting(c, rng, nprng), B), B),
         ("TCA target (flips + rot90)", tca, each(lambda c: rel.spatial_aug_3d(c, rng), B), B),
         ("pipeline, per crop pair", lambda: views(pairs, gen),
          lambda: [rel.luna_pair(npp[i], rng, nprng) for i in range(few)], few),

@@ -1,5 +1,5 @@
 """Spatial transforms for 2D images ``(B, C, H, W)`` and 3D volumes ``(B, C, X, Y, Z)``, batched with
-per-sample parameters: exact flips/90° rotations (one gather), random affine (rotation + scale about
+per-sample parameters: exact flips/90° rotations (one flip + copy per sample), random affine (rotation + scale about
 the centre, one ``grid_sample``) and Gaussian blur (one small matrix product per axis).
 
 The released 3D pipeline (PCRL_SPEC §7) uses torchio's ``RandomFlip()``, ``RandomAffine()`` and
@@ -20,19 +20,7 @@ from .base import (Params, RandomTransform, active_index, apply_to_index, check_
                    check_interval, check_params, check_probability, check_shape, rand, uniform)
 
 # ----------------------------------------------------------------------------------------------
-# Exact flips and k·90° rotations as one gather per batch.
-
-
-def _rot90_source(k: torch.Tensor, i: torch.Tensor, j: torch.Tensor, n0: int, n1: int):
-    """Where ``torch.rot90(f, k, dims=(0, 1))[i, j]`` reads from in ``f`` (shape ``(n0, n1)``).
-
-    ``k`` is ``(B,)``; ``i``/``j`` broadcast against ``(B, n0, n1)``. Odd ``k`` needs ``n0 == n1``.
-    torch.rot90 turns from the first axis towards the second: k=1 gives ``y[i, j] = f[j, n1-1-i]``.
-    """
-    k = k.view(-1, 1, 1)
-    a = torch.where(k == 0, i, torch.where(k == 1, j, torch.where(k == 2, n0 - 1 - i, n0 - 1 - j)))
-    b = torch.where(k == 0, j, torch.where(k == 1, n1 - 1 - i, torch.where(k == 2, n1 - 1 - j, i)))
-    return a, b
+# Exact flips and k·90° rotations: one flip and one copy per sample.
 
 
 def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -46,7 +34,8 @@ def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: 
         x: ``(B, C, *spatial)`` with 2 or 3 spatial axes (in-plane = H, W in 2D; X, Y in 3D).
         flips: ``(B, spatial_dims)`` bool, one flag per spatial axis.
         k: ``(B,)`` long in {0, 1, 2, 3}; any odd ``k`` needs a square in-plane size.
-    Returns: a new tensor shaped like ``x`` (one gather, no per-sample loop).
+    Returns: a new tensor shaped like ``x``: per sample one ``torch.flip`` (or none) and one copy,
+    about the cost of NumPy's flips + ``rot90`` + ``copy`` as released.
     """
     if x.ndim not in (4, 5):
         raise ValueError(f"x must be (B, C, H, W) or (B, C, X, Y, Z), got shape {tuple(x.shape)}")
@@ -64,27 +53,26 @@ def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: 
         raise ValueError(f"odd k (90°/270° rotations) need a square in-plane size, got {n0}x{n1}; "
                          f"crop x to equal first two spatial sizes")
 
-    i = torch.arange(n0, device=device).view(1, n0, 1)
-    j = torch.arange(n1, device=device).view(1, 1, n1)
-
-    def flip_coord(coord, axis, n):  # coord broadcastable to (B, ...): reflect where axis is flipped
-        flag = flips[:, axis].view(-1, *([1] * (coord.ndim - 1)))
-        return torch.where(flag, n - 1 - coord, coord)
-
-    if inverse:  # x[p] = rot(-k)(y)[F p]: flip output coordinates first, then undo the rotation.
-        a, b = _rot90_source((4 - k) % 4, flip_coord(i.expand(B, n0, n1), 0, n0),
-                             flip_coord(j.expand(B, n0, n1), 1, n1), n0, n1)
-    else:  # y[p] = f[R_k^{-1} p] with f = flip(x): undo the rotation, then reflect flipped axes.
-        a, b = _rot90_source(k, i, j, n0, n1)
-        a, b = flip_coord(a, 0, n0), flip_coord(b, 1, n1)
-    index = a * n1 + b                                               # (B, n0, n1) in-plane source
-    for axis in range(2, sd):                                        # through-plane axes: flips only
-        n = spatial[axis]
-        coord = flip_coord(torch.arange(n, device=device).view(1, n).expand(B, n), axis, n)
-        index = index.unsqueeze(-1) * n + coord.view(B, *([1] * (index.ndim - 1)), n)
-    V = index[0].numel()
-    out = x.reshape(B, C, V).gather(2, index.reshape(B, 1, V).expand(B, C, V))
-    return out.view_as(x)
+    # Every flip set followed by a k·90° turn is one flip set followed by an optional in-plane
+    # transpose (torch.rot90(t, 1) = t.flip(1).T, rot90(t, 2) = t.flip(0, 1), rot90(t, 3) =
+    # t.flip(0).T), so each sample costs one torch.flip (none when the set is empty) and the copy
+    # into the output; a flip of an in-plane axis after the transpose is the other axis's before it.
+    a0, a1 = 1, 2                                                     # in-plane axes of one sample (C, ...)
+    extra = ((), (a1,), (a0, a1), (a0,))                              # flips that turn by k, before the transpose
+    flags, turns = flips.tolist(), k.tolist()
+    views = []
+    for b in range(B):
+        mine = {1 + d for d in range(sd) if flags[b][d]}
+        if inverse:      # x = flip(F) ∘ rot90(4 - k): F's in-plane axes swap when the turn transposes
+            turn = (4 - turns[b]) % 4
+            if turn % 2:
+                mine = {{a0: a1, a1: a0}.get(d, d) for d in mine}
+        else:
+            turn = turns[b]
+        dims = tuple(sorted(mine.symmetric_difference(extra[turn])))
+        v = torch.flip(x[b], dims) if dims else x[b]
+        views.append(v.transpose(a0, a1) if turn % 2 else v)
+    return torch.stack(views)
 
 
 @dataclass(frozen=True)

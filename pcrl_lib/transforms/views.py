@@ -185,7 +185,7 @@ class PCRLViews3D:
         if self.nonlinear.p > 0:
             v, p["nonlinear"] = self.nonlinear(v, generator, return_params=True)
         p["painting"] = self.painting.draw(v.shape, generator, mode=mode)
-        x = self.painting.apply(v, p["painting"])
+        x = self.painting.apply_(v, p["painting"])                      # v is this view's own tensor
         c = draw_tca(x.shape[0], 3, generator, self.tca_flip_p).to(x.device)
         g = crop.contiguous()
         if self.align_targets:

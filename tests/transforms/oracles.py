@@ -102,20 +102,23 @@ def nonlinear(x: torch.Tensor, params, n_points: int) -> torch.Tensor:
 
 
 def painting(x: torch.Tensor, params) -> torch.Tensor:
-    """Box by box with slices, as the released in-/out-painting loops, from a full-volume noise
-    canvas per sample (out-painting: the drawn canvas; in-painting: each box's drawn noise)."""
+    """Box by box with slices, as the released in-/out-painting loops: out-painting starts from the
+    drawn canvas and copies the windows back; in-painting takes its boxes' fills from the flat
+    ``box_noise`` in order."""
     out = x.clone()
     outpaint = params.outpaint.tolist()
+    offset = 0
     for a, b in enumerate(params.index.tolist()):
-        i = sum(outpaint[:a]) if outpaint[a] else a - sum(outpaint[:a])   # rank among its kind
-        canvas = out[b].clone() if not outpaint[a] else params.canvas[i].expand_as(x[b]).clone()
+        canvas = params.canvas[sum(outpaint[:a])].expand_as(x[b]).clone() if outpaint[a] else out[b].clone()
         for k in range(int(params.count[a])):
             box = list(zip(params.corners[a, k].tolist(), params.sizes[a, k].tolist()))
             sl = (slice(None),) + tuple(slice(c, c + s) for c, s in box)
             if outpaint[a]:
                 canvas[sl] = x[b][sl]
             else:
-                canvas[sl] = params.box_noise[i, k][tuple(slice(0, s) for _, s in box)]
+                n = math.prod(s for _, s in box)
+                canvas[sl] = params.box_noise[offset:offset + n].view([s for _, s in box])
+                offset += n
         out[b] = canvas
     return out
 
