@@ -193,6 +193,11 @@ class ColorJitter(RandomTransform):
                         continue
                     # Vectorised over the samples that run operation `op` at this step.
                     sel = torch.nonzero(params.order[:, step] == op).flatten()
+                    if op == 3 and sel.numel():
+                        # A hue turn leaves a gray image (R = G = B) exactly as it is: skip those.
+                        sub = xs.index_select(0, sel)
+                        gray = ((sub[:, 0] == sub[:, 1]) & (sub[:, 1] == sub[:, 2])).flatten(1).all(1)
+                        sel = sel[~gray]
                     if sel.numel() == 0:
                         continue
                     factor = params.factors.index_select(0, sel)[:, op]

@@ -121,24 +121,26 @@ class PCRLViews2D:
     def view(self, images: torch.Tensor, generator: torch.Generator):
         """One view of each image: ``(x, T, c, g, params)`` (see the module legend)."""
         p = {}
+        # Gray images stay one channel through the geometric steps (per-channel operations, so the
+        # same numbers at a third of the cost) and become three just before the colour steps.
+        rgb = lambda t: t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t          # noqa: E731
         crop, p["crop"] = self.crop(images, generator, return_params=True)
         v, p["rotate"] = self.rotate(crop, generator, return_params=True)
         v, p["flip"] = self.flip(v, generator, return_params=True)
-        v, p["gray"] = self.gray(v, generator, return_params=True)
+        v, p["gray"] = self.gray(rgb(v), generator, return_params=True)
         v, p["blur"] = self.blur(v, generator, return_params=True)
         v, p["jitter"] = self.jitter(v, generator, return_params=True)
-        x, p["cutout"] = self.cutout(normalize(v), generator, return_params=True)
+        p["cutout"] = self.cutout.draw(v.shape, generator)
+        x = self.cutout.apply_(normalize(v), p["cutout"])                 # normalize's output is ours
         c = draw_tca(x.shape[0], 2, generator, self.tca_flip_p).to(x.device)
         if self.align_targets:
             crop = self.flip.apply(self.rotate.apply(crop, p["rotate"]), p["flip"])
-        return x, tca_apply(x, c), c, normalize(crop), p
+        return x, tca_apply(x, c), c, normalize(rgb(crop)), p
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, return_params: bool = False):
         check_batch(images, 2, "images")
         check_generator(generator)
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        elif images.shape[1] != 3:
+        if images.shape[1] not in (1, 3):
             raise ValueError(f"images must have 1 (gray) or 3 (RGB) channels, got {images.shape[1]}")
         x1, T1, c1, g1, p1 = self.view(images, generator)
         x2, T2, c2, g2, p2 = self.view(images, generator)

@@ -135,14 +135,19 @@ class Cutout(RandomTransform):
                                                  randint(zero, zero + W - 1, generator)], 2))
 
     def apply(self, x, params: CutoutParams) -> torch.Tensor:
+        return self.apply_(x.clone(), params)
+
+    def apply_(self, x, params: CutoutParams) -> torch.Tensor:
+        """:meth:`apply` in place on ``x`` (returned): only the holes are written, as slices
+        (a Python loop over B × n_holes, never over pixels)."""
         check_batch(x, 2)
         check_params(params, CutoutParams, x.shape[0])
-        B, _, H, W = x.shape
+        H, W = x.shape[2:]
         half = self.hole_length(H) // 2
-        c = params.centres.to(x.device)
-        rows = torch.arange(H, device=x.device).view(1, 1, H)
-        cols = torch.arange(W, device=x.device).view(1, 1, W)
-        in_rows = (rows >= (c[..., 0:1] - half).clamp(0, H)) & (rows < (c[..., 0:1] + half).clamp(0, H))
-        in_cols = (cols >= (c[..., 1:2] - half).clamp(0, W)) & (cols < (c[..., 1:2] + half).clamp(0, W))
-        holes = (in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2)).any(1)          # (B, H, W)
-        return x.masked_fill(holes.unsqueeze(1), 0.0)
+        for b, holes in enumerate(params.centres.tolist()):
+            for row, col in holes:
+                top, left = min(max(row - half, 0), H), min(max(col - half, 0), W)
+                bottom, right = min(max(row + half, 0), H), min(max(col + half, 0), W)
+                if bottom > top and right > left:
+                    x[b, :, top:bottom, left:right] = 0.0
+        return x

@@ -100,3 +100,14 @@ def test_bad_inputs():
     params = RandomResizedCrop(4).draw((2, 3, 40, 40), _gen())
     with pytest.raises(ValueError, match="fit"):
         RandomResizedCrop(4).apply(torch.rand(2, 3, 10, 10), params)
+
+
+def test_hue_turn_keeps_gray_images_exactly_and_jitter_skips_them():
+    from pcrl_lib.transforms.color import adjust_hue
+    gray = torch.rand(4, 1, 9, 9, generator=_gen(20)).expand(-1, 3, -1, -1).contiguous()
+    assert torch.equal(adjust_hue(gray, torch.tensor([0.1, -0.3, 0.5, 0.25])), gray)
+    x = torch.cat([gray, torch.rand(4, 3, 9, 9, generator=_gen(21))])
+    jitter = ColorJitter(0.0, 0.0, 0.0, 0.4)
+    y, params = jitter(x, _gen(22), return_params=True)
+    assert torch.equal(y[:4], gray)
+    assert torch.allclose(y, oracles.jitter(x, params), atol=1e-5)
