@@ -32,9 +32,10 @@ def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     check_batch(x, 2)
     if x.shape[1] != len(mean) or len(mean) != len(std):
         raise ValueError(f"x has {x.shape[1]} channels but mean/std have {len(mean)}/{len(std)} entries")
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    # One pass, x · (1/s) + (−m/s), instead of a subtraction and a division (equal to 1 ulp or so).
+    scale = torch.tensor([1.0 / v for v in std], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    shift = torch.tensor([-m / v for m, v in zip(mean, std)], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return torch.addcmul(shift, x, scale)
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,

@@ -29,8 +29,8 @@ from typing import Sequence
 
 import torch
 
-from .base import check_batch, check_generator, check_probability
-from .color import ColorJitter, RandomGrayscale, normalize
+from .base import apply_to_index, check_batch, check_generator, check_probability
+from .color import ColorJitter, RandomGrayscale, normalize, rgb_to_grayscale
 from .genesis import NonlinearIntensity, Painting
 from .shuffle import LocalPixelShuffle
 from .spatial import GaussianBlur, RandomAffine, RandomFlip
@@ -121,15 +121,20 @@ class PCRLViews2D:
     def view(self, images: torch.Tensor, generator: torch.Generator):
         """One view of each image: ``(x, T, c, g, params)`` (see the module legend)."""
         p = {}
-        # Gray images stay one channel through the geometric steps (per-channel operations, so the
-        # same numbers at a third of the cost) and become three just before the colour steps.
+        # Gray images stay one channel up to the colour jitter: every step before it works per
+        # channel (grayscale turns (v, v, v) into the luma of (v, v, v), computed on the one
+        # channel), so the numbers are the same at a third of the cost.
         rgb = lambda t: t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t          # noqa: E731
         crop, p["crop"] = self.crop(images, generator, return_params=True)
         v, p["rotate"] = self.rotate(crop, generator, return_params=True)
         v, p["flip"] = self.flip(v, generator, return_params=True)
-        v, p["gray"] = self.gray(rgb(v), generator, return_params=True)
+        if v.shape[1] == 1:
+            p["gray"] = self.gray.draw(rgb(v).shape, generator)
+            v = apply_to_index(v, p["gray"].index.to(v.device), lambda t: rgb_to_grayscale(rgb(t)))
+        else:
+            v, p["gray"] = self.gray(v, generator, return_params=True)
         v, p["blur"] = self.blur(v, generator, return_params=True)
-        v, p["jitter"] = self.jitter(v, generator, return_params=True)
+        v, p["jitter"] = self.jitter(rgb(v), generator, return_params=True)
         p["cutout"] = self.cutout.draw(v.shape, generator)
         x = self.cutout.apply_(normalize(v), p["cutout"])                 # normalize's output is ours
         c = draw_tca(x.shape[0], 2, generator, self.tca_flip_p).to(x.device)
