@@ -124,3 +124,14 @@ def test_cuda_batches_stay_on_cuda():
     images = torch.rand(3, 1, 40, 40, device="cuda")
     s2 = PCRLViews2D(size=32)(images, torch.Generator().manual_seed(0))     # CPU-drawn params, GPU batch
     assert s2.x1.is_cuda and s2.T2.is_cuda
+
+
+def test_2d_gray_images_give_the_sample_of_their_three_channel_copies():
+    # gray images take a one-channel path up to the colour jitter; the numbers are those of (v, v, v)
+    images = torch.rand(6, 1, 40, 40, generator=_gen(30))
+    views = PCRLViews2D(size=24, gray_p=0.5, blur_p=0.5)
+    gray, p_gray = views(images, _gen(31), return_params=True)
+    rgb, p_rgb = views(images.expand(-1, 3, -1, -1).contiguous(), _gen(31), return_params=True)
+    assert 0 < p_gray["view1"]["gray"].index.numel() < 6 and 0 < p_gray["view1"]["blur"].index.numel() < 6
+    for name in ("x1", "x2", "T1", "T2", "g1", "g2", "c1", "c2"):
+        assert torch.allclose(getattr(gray, name), getattr(rgb, name), atol=1e-5), name

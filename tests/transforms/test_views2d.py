@@ -111,3 +111,12 @@ def test_hue_turn_keeps_gray_images_exactly_and_jitter_skips_them():
     y, params = jitter(x, _gen(22), return_params=True)
     assert torch.equal(y[:4], gray)
     assert torch.allclose(y, oracles.jitter(x, params), atol=1e-5)
+
+
+def test_cutout_in_place_equals_apply():
+    x = torch.rand(6, 3, 30, 30, generator=_gen(23))
+    cut = Cutout(3, 8)
+    params = cut.draw(x.shape, _gen(24))
+    y = x.clone()
+    assert cut.apply_(y, params) is y and torch.equal(y, cut.apply(x, params))
+    assert torch.equal(y, oracles.cutout(x, params.centres, 8))
