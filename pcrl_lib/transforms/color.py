@@ -48,8 +48,10 @@ def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` → ``(B, 1, H, W)`` luma."""
-    return LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]
+    """``(B, 3, H, W)`` → ``(B, 1, H, W)`` luma. A ``(B, 1, H, W)`` input stands for the gray RGB
+    image (v, v, v): its luma, with the same float operations (so the same numbers)."""
+    r, g, b = (x[:, 0:1],) * 3 if x.shape[1] == 1 else (x[:, 0:1], x[:, 1:2], x[:, 2:3])
+    return LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,10 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``factor`` (N,) turns, in [-0.5, 0.5]."""
+    """Rotate the hue by ``factor`` (N,) turns, in [-0.5, 0.5]. A gray image (one channel, or
+    R = G = B) has no hue: the turn leaves it exactly as it is."""
+    if x.shape[1] == 1:
+        return x.clone()
     hsv = rgb_to_hsv(x)
     h = torch.remainder(hsv[:, 0] + factor.view(-1, 1, 1).to(x.dtype), 1.0)
     return hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], 1))
@@ -152,6 +157,10 @@ _OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 class ColorJitter(RandomTransform):
     """torchvision-style ``ColorJitter(brightness, contrast, saturation, hue)`` with per-sample factors.
 
+    Input ``(B, 3, H, W)`` RGB, or ``(B, 1, H, W)`` standing for gray RGB images (v, v, v): every
+    operation then gives the one channel of its gray RGB result, the same numbers at a third of the
+    cost (the 2D view pipeline uses this for gray images).
+
     Brightness/contrast/saturation factors are U[max(0, 1 − j), 1 + j], the hue shift U[−h, h]; the four
     operations run in a random order per sample. A zero strength leaves that operation out (factor
     1 or shift 0). Released PCRL 2D: ``ColorJitter(0.4, 0.4, 0.4, 0.4)`` applied always (``p = 1``).
@@ -181,7 +190,9 @@ class ColorJitter(RandomTransform):
         return JitterParams(batch_size=B, index=index, factors=factors, order=order)
 
     def apply(self, x, params: JitterParams) -> torch.Tensor:
-        _check_rgb(x)
+        check_batch(x, 2)
+        if x.shape[1] not in (1, 3):
+            raise ValueError(f"x must have 3 channels (RGB) or 1 (gray), got {x.shape[1]}")
         check_params(params, JitterParams, x.shape[0])
         params = params.to(x.device)
         neutral = (1.0, 1.0, 1.0, 0.0)
@@ -194,7 +205,7 @@ class ColorJitter(RandomTransform):
                         continue
                     # Vectorised over the samples that run operation `op` at this step.
                     sel = torch.nonzero(params.order[:, step] == op).flatten()
-                    if op == 3 and sel.numel():
+                    if op == 3 and sel.numel() and xs.shape[1] == 3:
                         # A hue turn leaves a gray image (R = G = B) exactly as it is: skip those.
                         sub = xs.index_select(0, sel)
                         gray = ((sub[:, 0] == sub[:, 1]) & (sub[:, 1] == sub[:, 2])).flatten(1).all(1)

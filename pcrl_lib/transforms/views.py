@@ -121,9 +121,9 @@ class PCRLViews2D:
     def view(self, images: torch.Tensor, generator: torch.Generator):
         """One view of each image: ``(x, T, c, g, params)`` (see the module legend)."""
         p = {}
-        # Gray images stay one channel up to the colour jitter: every step before it works per
-        # channel (grayscale turns (v, v, v) into the luma of (v, v, v), computed on the one
-        # channel), so the numbers are the same at a third of the cost.
+        # Gray images stay one channel up to the normalisation: the geometric steps work per
+        # channel, and grayscale and colour jitter compute on one channel what they would give
+        # for (v, v, v) (see ColorJitter), so the numbers are the same at a third of the cost.
         rgb = lambda t: t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t          # noqa: E731
         crop, p["crop"] = self.crop(images, generator, return_params=True)
         v, p["rotate"] = self.rotate(crop, generator, return_params=True)
@@ -134,9 +134,9 @@ class PCRLViews2D:
         else:
             v, p["gray"] = self.gray(v, generator, return_params=True)
         v, p["blur"] = self.blur(v, generator, return_params=True)
-        v, p["jitter"] = self.jitter(rgb(v), generator, return_params=True)
-        p["cutout"] = self.cutout.draw(v.shape, generator)
-        x = self.cutout.apply_(normalize(v), p["cutout"])                 # normalize's output is ours
+        v, p["jitter"] = self.jitter(v, generator, return_params=True)
+        p["cutout"] = self.cutout.draw(rgb(v).shape, generator)
+        x = self.cutout.apply_(normalize(rgb(v)), p["cutout"])            # normalize's output is ours
         c = draw_tca(x.shape[0], 2, generator, self.tca_flip_p).to(x.device)
         if self.align_targets:
             crop = self.flip.apply(self.rotate.apply(crop, p["rotate"]), p["flip"])

@@ -96,7 +96,7 @@ def test_bad_arguments_name_the_argument(make, message):
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="3 channels"):
-        ColorJitter()(torch.rand(2, 1, 4, 4), _gen())
+        ColorJitter()(torch.rand(2, 2, 4, 4), _gen())
     params = RandomResizedCrop(4).draw((2, 3, 40, 40), _gen())
     with pytest.raises(ValueError, match="fit"):
         RandomResizedCrop(4).apply(torch.rand(2, 3, 10, 10), params)
@@ -120,3 +120,13 @@ def test_cutout_in_place_equals_apply():
     y = x.clone()
     assert cut.apply_(y, params) is y and torch.equal(y, cut.apply(x, params))
     assert torch.equal(y, oracles.cutout(x, params.centres, 8))
+
+
+def test_jitter_of_one_channel_is_the_jitter_of_its_gray_rgb_image():
+    v = torch.rand(8, 1, 10, 10, generator=_gen(25))
+    jitter = ColorJitter()
+    params = jitter.draw((8, 3, 10, 10), _gen(26))
+    one = jitter.apply(v, params)
+    three = jitter.apply(v.expand(-1, 3, -1, -1).contiguous(), params)
+    assert one.shape == (8, 1, 10, 10)
+    assert torch.equal(three, one.expand(-1, 3, -1, -1))
