@@ -156,3 +156,11 @@ def test_curve_lookup_table_equals_exact_interp_also_on_steep_curves(n_points):
     y = apply_curve(v, xs, ys, cells=1024)
     assert y.dtype == torch.float32
     assert torch.allclose(y.double(), batched_interp(v.double().clamp(0, 1), xs, ys), atol=2e-7, rtol=0)
+
+
+def test_nonlinear_keeps_float64_precision():
+    x = torch.rand(4, 1, 6, 6, 3, generator=_gen(13), dtype=torch.float64)
+    t = NonlinearIntensity(3, p=1.0, n_points=300)
+    y, params = t(x, _gen(14), return_params=True)
+    assert y.dtype == torch.float64
+    assert torch.allclose(y, oracles.nonlinear(x, params, 300), atol=1e-12, rtol=0)
