@@ -1,5 +1,5 @@
 """Spatial transforms for 2D images ``(B, C, H, W)`` and 3D volumes ``(B, C, X, Y, Z)``, batched with
-per-sample parameters: exact flips/90° rotations (one flip + copy per sample), random affine (rotation + scale about
+per-sample parameters: exact flips/90° rotations (one strided copy per sample), random affine (rotation + scale about
 the centre, one ``grid_sample``) and Gaussian blur (one small matrix product per axis).
 
 The released 3D pipeline (PCRL_SPEC §7) uses torchio's ``RandomFlip()``, ``RandomAffine()`` and
@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -20,7 +21,11 @@ from .base import (Params, RandomTransform, active_index, apply_to_index, check_
                    check_interval, check_params, check_probability, check_shape, rand, uniform)
 
 # ----------------------------------------------------------------------------------------------
-# Exact flips and k·90° rotations: one flip and one copy per sample.
+# Exact flips and k·90° rotations: one strided copy per sample.
+
+# dtypes whose CPU tensors flip_rotate copies through NumPy views.
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64, torch.uint8, torch.int16, torch.int32, torch.int64,
+                 torch.bool)
 
 
 def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -34,8 +39,9 @@ def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: 
         x: ``(B, C, *spatial)`` with 2 or 3 spatial axes (in-plane = H, W in 2D; X, Y in 3D).
         flips: ``(B, spatial_dims)`` bool, one flag per spatial axis.
         k: ``(B,)`` long in {0, 1, 2, 3}; any odd ``k`` needs a square in-plane size.
-    Returns: a new tensor shaped like ``x``: per sample one ``torch.flip`` (or none) and one copy,
-    about the cost of NumPy's flips + ``rot90`` + ``copy`` as released.
+    Returns: a new contiguous tensor shaped like ``x``: per sample one strided copy through NumPy
+    views on CPU (NumPy's flips + ``rot90`` + ``copy``, as released), else one ``torch.flip`` (or
+    none) and one copy.
     """
     if x.ndim not in (4, 5):
         raise ValueError(f"x must be (B, C, H, W) or (B, C, X, Y, Z), got shape {tuple(x.shape)}")
@@ -60,7 +66,7 @@ def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: 
     a0, a1 = 1, 2                                                     # in-plane axes of one sample (C, ...)
     extra = ((), (a1,), (a0, a1), (a0,))                              # flips that turn by k, before the transpose
     flags, turns = flips.tolist(), k.tolist()
-    views = []
+    plans = []
     for b in range(B):
         mine = {1 + d for d in range(sd) if flags[b][d]}
         if inverse:      # x = flip(F) ∘ rot90(4 - k): F's in-plane axes swap when the turn transposes
@@ -69,9 +75,19 @@ def flip_rotate(x: torch.Tensor, flips: torch.Tensor, k: torch.Tensor, inverse: 
                 mine = {{a0: a1, a1: a0}.get(d, d) for d in mine}
         else:
             turn = turns[b]
-        dims = tuple(sorted(mine.symmetric_difference(extra[turn])))
+        plans.append((tuple(sorted(mine.symmetric_difference(extra[turn]))), turn % 2 == 1))
+    if device.type == "cpu" and x.dtype in _NUMPY_DTYPES and not x.requires_grad:
+        # NumPy views take negative strides, so each sample is one strided copy, as released.
+        out = torch.empty(x.shape, dtype=x.dtype)
+        source, target = x.numpy(), out.numpy()
+        for b, (dims, transpose) in enumerate(plans):
+            v = np.flip(source[b], dims) if dims else source[b]
+            target[b] = v.swapaxes(a0, a1) if transpose else v
+        return out
+    views = []
+    for b, (dims, transpose) in enumerate(plans):
         v = torch.flip(x[b], dims) if dims else x[b]
-        views.append(v.transpose(a0, a1) if turn % 2 else v)
+        views.append(v.transpose(a0, a1) if transpose else v)
     return torch.stack(views)
 
 

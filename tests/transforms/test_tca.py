@@ -94,3 +94,15 @@ def test_cuda_matches_cpu():
     x = torch.rand(8, 1, 6, 6, 4)
     code = draw_tca(8, 3, torch.Generator().manual_seed(0))
     assert torch.equal(tca_apply(x.cuda(), code.cuda()).cpu(), tca_apply(x, code))
+
+
+def test_flip_rotate_numpy_and_torch_paths_agree():
+    # CPU tensors go through NumPy views; tensors that need grad (and CUDA ones) through torch.flip
+    x = torch.rand(12, 2, 6, 6, 4, generator=torch.Generator().manual_seed(40))
+    flips = torch.rand(12, 3, generator=torch.Generator().manual_seed(41)) < 0.5
+    k = torch.arange(12) % 4
+    for inverse in (False, True):
+        fast = flip_rotate(x, flips, k, inverse=inverse)
+        slow = flip_rotate(x.clone().requires_grad_(), flips, k, inverse=inverse)
+        assert fast.is_contiguous() and torch.equal(fast, slow.detach())
+    assert torch.equal(flip_rotate(flip_rotate(x, flips, k), flips, k, inverse=True), x)
