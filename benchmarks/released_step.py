@@ -392,11 +392,10 @@ class Comparison:
 WEIGHT_GROUPS = {"trained weights (E_o, decoder, heads, gate)": ("encoder_q.", "decoder.", "head_q.", "gate."),
                  "momentum encoder E_m": ("encoder_k.", "head_k."), "queue": ("contrast.queue.queue",)}
 # BatchNorm running statistics: each forward in train mode updates them, so they depend on the call order. The
-# kit decodes the ordinary path, then the hybrid one. The released 2D decoder alternates block by block (ordinary,
-# then hybrid: the same order for every BN layer); the released 3D model decodes the hybrid path first, so its
-# decoder statistics differ from the kit's (by a few 1e-4 after one step; the weights and losses do not).
+# released 2D decoder alternates block by block (ordinary, then hybrid: the same order for every BN layer); the
+# released 3D model decodes the hybrid path first. The kit follows both (PCRL._decode_both).
 BN_GROUPS = {"BN statistics of E_o and E_m": ("encoder_q.", "encoder_k."),
-             "BN statistics of the decoder (3D: other call order)": ("decoder.",)}
+             "BN statistics of the decoder": ("decoder.",)}
 
 
 def compare(released: Released, dims: int, dtype: torch.dtype, *, batch: int = 4, size: tuple[int, ...] = (64, 64),

@@ -256,6 +256,19 @@ class PCRL(nn.Module):
         """TCA: the bottleneck multiplied channel-wise by gate(code); skips unchanged."""
         return [*features[:-1], features[-1] * self.gate(code).to(features[-1].dtype)]
 
+    def _decode_both(self, ordinary: list[torch.Tensor],
+                     hybrid: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(decoded ordinary features, decoded hybrid features or None), in the released call order: the 2D
+        model decodes the ordinary features first, the 3D model the hybrid ones. The outputs do not depend on the
+        order, but the decoder's BatchNorm running statistics do (each train-mode call updates them)."""
+        if hybrid is None:
+            return self.decode(ordinary), None
+        if self.spatial_dims == 3:
+            out_hyb = self.decode(hybrid)
+            return self.decode(ordinary), out_hyb
+        out = self.decode(ordinary)
+        return out, self.decode(hybrid)
+
     def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
         """D(features) followed by the U-Net's final activation (sigmoid in 3D pretraining, none in 2D)."""
         out = self.decoder(features)
@@ -281,14 +294,14 @@ class PCRL(nn.Module):
         if self.recon:
             (t1, t2), names = ((sample.T1, sample.T2), ("T1", "T2")) if self.tca else ((x1, x2), ("x1", "x2"))
             dec_o = self.gated(features_o, sample.c1) if self.tca else features_o
-            out = self.decode(dec_o)
+            if self.hybrid:
+                alpha1 = draw_alpha(generator)
+                dec_m = self.gated(features_m, sample.c2) if self.tca else features_m
+            out, out_hyb = self._decode_both(dec_o, hybrid_mix(dec_o, dec_m, alpha1) if self.hybrid else None)
             _check_target(out, t1, names[0])
             mse["mse_a_ord"] = _mse(out, t1)
             if self.hybrid:
-                alpha1 = draw_alpha(generator)
                 _check_target(out, t2, names[1])
-                dec_m = self.gated(features_m, sample.c2) if self.tca else features_m
-                out_hyb = self.decode(hybrid_mix(dec_o, dec_m, alpha1))
                 mse["mse_a_hyb"] = _mse(out_hyb, alpha1 * t1 + (1.0 - alpha1) * t2)
         contrastive["nce_a"], p_pos = self.contrast(q, k)
 
@@ -301,12 +314,12 @@ class PCRL(nn.Module):
             q_tilde = self.head_q(features_o[-1])
             if self.recon:
                 g1_tilde, g2_tilde = mix(sample.g1, lam, perm), mix(sample.g2, lam, perm)
-                out = self.decode(features_o)
+                alpha2 = draw_alpha(generator) if self.hybrid else None
+                out, out_hyb = self._decode_both(
+                    features_o, hybrid_mix(features_o, features_m, alpha2) if self.hybrid else None)
                 _check_target(out, g1_tilde, "g1")
                 mse["mse_b_ord"] = _mse(out, g1_tilde)
                 if self.hybrid:
-                    alpha2 = draw_alpha(generator)
-                    out_hyb = self.decode(hybrid_mix(features_o, features_m, alpha2))
                     mse["mse_b_hyb"] = _mse(out_hyb, alpha2 * g1_tilde + (1.0 - alpha2) * g2_tilde)
             k_mix = F.normalize(mix(z if self.key_mix == "raw" else k, lam, perm), dim=1)
             contrastive["nce_b"], _ = self.contrast(q_tilde, k_tilde)

@@ -217,3 +217,23 @@ def test_one_step_on_real_3d_views():
     sample = PCRLViews3D()(torch.rand(2, 2, 1, 16, 16, 8, generator=gen), gen)
     out = build("pcrl", 3)(sample, gen)
     assert set(out.parts) == EXPECTED_PARTS["pcrl"] and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("dims, expected", [(2, ["ordinary", "hybrid"] * 2), (3, ["hybrid", "ordinary"] * 2)])
+def test_decoder_call_order_is_the_released_one(dims, expected, monkeypatch):
+    """BatchNorm running statistics depend on the order of the decoder's train-mode calls: the released 2D model
+    decodes the ordinary features first, the released 3D model the hybrid ones (both passes)."""
+    import pcrl_lib.pcrl as pcrl_module
+
+    class Hybrid(list):
+        pass
+
+    mix_features = pcrl_module.hybrid_mix
+    monkeypatch.setattr(pcrl_module, "hybrid_mix", lambda *args: Hybrid(mix_features(*args)))
+    method, calls = build("pcrl", dims), []
+    decode = method.decode
+    monkeypatch.setattr(method, "decode",
+                        lambda features: calls.append("hybrid" if isinstance(features, Hybrid) else "ordinary")
+                        or decode(features))
+    method(sample_for(dims), torch.Generator().manual_seed(0))
+    assert calls == expected
