@@ -35,9 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import released_reference as rel  # noqa: E402
-from pcrl_lib.transforms import (ColorJitter, Cutout, GaussianBlur, LocalPixelShuffle, NonlinearIntensity,  # noqa: E402
-                                 Painting, PCRLViews2D, PCRLViews3D, RandomAffine, RandomFlip, RandomGrayscale,
-                                 RandomResizedCrop, normalize)
+from pcrl_lib.transforms import (LocalPixelShuffle, NonlinearIntensity, Painting, PCRLViews2D,  # noqa: E402
+                                 PCRLViews3D, RandomResizedCrop, normalize)
 from pcrl_lib.transforms.tca import draw_tca, tca_apply  # noqa: E402
 
 CUBE = (64, 64, 32)

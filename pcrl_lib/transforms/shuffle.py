@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import (Params, RandomTransform, active_index, check_batch, check_generator, check_params,
-                   check_positive_int, check_probability, check_shape, rand, randint)
+                   check_positive_int, check_probability, check_shape, randint)
 
 
 @dataclass(frozen=True)
