@@ -11,7 +11,10 @@ Timing: one thread (``torch.set_num_threads(1)``; start it with ``OMP_NUM_THREAD
 and the released call alternate within each repeat and each figure is the median of the repeats, so
 that load from other processes on shared cores hits both sides alike. The header prints the load
 average. "pipeline" rows are per crop pair / per image: both views, their TCA targets and codes and
-the clean targets, as ``__getitem__`` returns them.
+the clean targets, as ``__getitem__`` returns them. The painting rows paint in place on both sides
+(the released functions write into their input; the kit's 3D pipeline uses ``Painting.apply_``).
+The released 3D affine is a stand-in (scipy for torchio's SimpleITK resampling, see
+:mod:`benchmarks.released_reference`).
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/augment.py [--batch 16] [--repeats 7] [--only 3d|2d]``
 (a few minutes on 2 cores). With a GPU it adds the kit's CUDA time per sample for every row.
