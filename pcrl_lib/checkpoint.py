@@ -5,14 +5,13 @@ be loadable with ``torch.load(path, weights_only=True)``, which refuses arbitrar
 
 * files are written to a temporary name in the same folder, flushed, ``fsync``-ed and renamed over the
   target with ``os.replace`` (atomic on POSIX and Windows): a reader sees the old file or the new one,
-  never half of one (:func:`pcrl_lib.runs.atomic_write`);
+  never half of one (:func:`pcrl_lib.fileio.atomic_write`);
 * everything inside is a tensor or a plain type (dict, list, tuple, int, float, str, bool, None). NumPy's
   and Python's RNG states are converted to tensors/lists by :func:`capture_rng_state`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import random
@@ -23,10 +22,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .runs import TMP_PREFIX, atomic_write, atomic_write_bytes
+from .fileio import TMP_PREFIX, atomic_write
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json", "capture_rng_state", "load_checkpoint",
-           "remove_stale_temporaries", "restore_rng_state"]
+__all__ = ["atomic_save", "capture_rng_state", "load_checkpoint", "remove_stale_temporaries", "restore_rng_state"]
 
 # The unsupported global that torch's weights_only unpickler names, e.g. "GLOBAL numpy.random._pickle..."
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -36,11 +34,6 @@ _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj, path)`` through a temporary file + fsync + ``os.replace``; returns the path."""
     return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON, atomically; returns the path."""
-    return atomic_write_bytes((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), path)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 from . import paths
 from .config import INVALID, KINDS, PROFILES, convert_value
-from .runs import atomic_write_bytes
+from .fileio import atomic_write_text, jsonable, read_json
 
 SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED", "DEVICE")
 KERNEL_NAME = "pcrl-kit"
@@ -87,26 +87,6 @@ def _papermill_errors_only():
 # --------------------------------------------------------------------------- records
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (never a half-written file), with ordinary permissions."""
-    atomic_write_bytes(text.encode(), path)
-
-
-def _jsonable(value: Any) -> Any:
-    """Make numbers from numpy/torch and non-finite floats JSON-safe (NaN → None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_record(output_dir: str | os.PathLike, notebook: str, figures: dict, *, env: dict | None = None,
                  results: list | None = None, **extra: Any) -> Path:
     """Write the machine-readable record of one notebook (its last cell calls this).
@@ -120,8 +100,8 @@ def write_record(output_dir: str | os.PathLike, notebook: str, figures: dict, *,
         extra: anything else worth keeping (parameters, paths of figures, …).
     """
     record = {"notebook": notebook, "status": "ok", "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "figures": _jsonable(figures), "results": _jsonable(results or []), "env": _jsonable(env or {}),
-              **_jsonable(extra)}
+              "figures": jsonable(figures), "results": jsonable(results or []), "env": jsonable(env or {}),
+              **jsonable(extra)}
     path = Path(output_dir) / "records" / f"{notebook}.json"
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False))
     return path
@@ -352,10 +332,8 @@ class Outcome:
 
 
 def _load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    value, error = read_json(path)
+    return {} if error else value
 
 
 def _failure_report(nb: Notebook, err: Exception, executed: Path) -> str:
@@ -526,7 +504,7 @@ def write_summary(out: Path, profile: str, outcomes: list[Outcome], max_figures:
     total = sum(row["wall_s"] for row in rows)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     summary["total_wall_s"], summary["output_bytes"] = round(total, 1), size
-    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(jsonable(summary), indent=2))
     lines.append(f"| **total** | | {total:.1f} | output folder {size / 2**30:.2f} GiB on disk |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     return summary

@@ -1,4 +1,4 @@
-"""Run folders: only write where the kit may, one run at a time per folder, and every file written atomically.
+"""Run folders: only write where the kit may, and one run at a time per folder.
 
 A training run (pretraining, fine-tuning) owns its output folder. Two accidents cost users their files or their
 results, and this module stops both:
@@ -27,11 +27,12 @@ import datetime as _dt
 import errno
 import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Iterator
+
+from .fileio import TMP_PREFIX, atomic_write_json
 
 MARKER = ".pcrl-run.json"
 LOCK = ".pcrl-lock"
@@ -41,57 +42,6 @@ _KIT_FILES = {
     "pretrain": {"checkpoints", "history.json", "encoder.pt", "encoder.json"},
     "finetune": {"checkpoints", "history.json", "best.pt", "results.json"},
 }
-TMP_PREFIX = ".tmp-"  # temporaries of atomic_write (a writer killed mid-write may leave one)
-
-
-# ---------------------------------------------------------------------------------------------- atomic writes
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself lives in the directory entry; sync it so the new name survives a power cut.
-    # Windows cannot open a directory; there os.replace is already durable enough.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new temporary file next to ``path``, created with mode 0666 minus the umask like any ordinary file
-    (``tempfile.mkstemp`` would make it 0600, and ``os.replace`` would carry that onto the output)."""
-    while True:
-        tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Call ``write(fh)`` on a temporary file beside ``path``, flush and ``fsync`` it, then ``os.replace`` it onto
-    ``path`` (atomic: a reader sees the old file or the new one, never half of one; an interrupted write, Ctrl-C
-    included, leaves the old file). The file gets ordinary permissions (0666 minus the umask). Returns the path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: the old file stays, the partial one goes
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` through a temporary file + fsync + ``os.replace``; returns the path."""
-    return atomic_write(path, lambda fh: fh.write(data))
 
 
 # ------------------------------------------------------------------------------------------------ run folders
@@ -235,7 +185,7 @@ def run_folder(path: str | os.PathLike, kind: str, *, force: bool = False) -> It
             marker = {"kind": kind, "kit_version": _kit_version(),
                       "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                       **({"adopted": True} if adopted else {})}
-            atomic_write_bytes((json.dumps(marker, indent=2) + "\n").encode(), path / MARKER)
+            atomic_write_json(marker, path / MARKER)
         if force:
             _clear(path, kind)
         yield RunFolder(path, kind, created, adopted)

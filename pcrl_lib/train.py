@@ -56,10 +56,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import (atomic_save, atomic_write_json, capture_rng_state, load_checkpoint,
-                         remove_stale_temporaries, restore_rng_state)
+from .checkpoint import atomic_save, capture_rng_state, load_checkpoint, remove_stale_temporaries, restore_rng_state
 from .config import PretrainConfig, get_profile
 from .env import pick_device, seed_everything, seed_worker
+from .fileio import atomic_write_json
 from .precision import make_precision
 from .runs import run_folder
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pcrl_lib.checkpoint import (atomic_save, atomic_write_bytes, atomic_write_json, capture_rng_state,
-                                 load_checkpoint, remove_stale_temporaries, restore_rng_state)
+from pcrl_lib.checkpoint import (atomic_save, capture_rng_state, load_checkpoint, remove_stale_temporaries,
+                                 restore_rng_state)
+from pcrl_lib.fileio import atomic_write_bytes, atomic_write_json
 
 
 def _draw(gens: dict) -> tuple:

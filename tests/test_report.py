@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pcrl_lib import course, report
+from pcrl_lib import claims as claim_checks
+from pcrl_lib import course, course_records, report
 
 CI = 0.02  # half-width of every fabricated bootstrap interval
 
@@ -101,7 +102,7 @@ def _row(table, task, metric, fraction, method):
 
 
 def test_statuses_missing_failed_unreadable_and_row_problems(run_dir):
-    rec = report.collect_records(run_dir, expected=EXPECTED, current="10_results")
+    rec = course_records.collect_records(run_dir, expected=EXPECTED, current="10_results")
     status = {s.notebook: s for s in rec.notebooks}
     assert [s.notebook for s in rec.notebooks] == EXPECTED
     assert status["00_overview"].status == "interrupted"
@@ -120,7 +121,7 @@ def test_statuses_missing_failed_unreadable_and_row_problems(run_dir):
 
 
 def test_aggregation_mean_std_ci_and_undefined_values(run_dir):
-    rows = report.collect_records(run_dir).rows
+    rows = course_records.collect_records(run_dir).rows
     table = report.aggregate(rows)
     r = _row(table, "nih14", "auc_mean", 0.1, "pcrl")
     values = np.array(NIH["pcrl"][0])
@@ -136,7 +137,7 @@ def test_aggregation_mean_std_ci_and_undefined_values(run_dir):
 
 
 def test_gains_are_oriented_and_paired(run_dir):
-    rows = report.collect_records(run_dir).rows
+    rows = course_records.collect_records(run_dir).rows
     table = report.aggregate(rows)
     g = report.gains(rows, table, report.headline_metrics(rows))
     s = g[(g.task == "nih14") & (g.label_fraction == 0.1) & (g.method == "scratch")].iloc[0]
@@ -149,7 +150,7 @@ def test_gains_are_oriented_and_paired(run_dir):
 
 
 def test_ablation_chain_and_deltas(run_dir):
-    rows = report.collect_records(run_dir).rows
+    rows = course_records.collect_records(run_dir).rows
     table = report.aggregate(rows)
     a = report.ablation(table, report.headline_metrics(rows))
     low = a[(a.task == "nih14") & (a.label_fraction == 0.1)]
@@ -231,17 +232,17 @@ def test_report_of_a_run_without_results_says_so(tmp_path):
     assert "No result rows in this run" in text and "05_chestxray14 — their results are absent" in text
     assert all(v.verdict == "cannot tell" for v in rep.verdicts) and rep.counts()["result_rows"] == 0
     (tmp_path / "records" / "10_results.json").write_text(json.dumps(_record("10_results", [])))  # an older one
-    rec = report.collect_records(tmp_path, expected=["00_overview", "10_results"], current="10_results")
+    rec = course_records.collect_records(tmp_path, expected=["00_overview", "10_results"], current="10_results")
     assert [s.status for s in rec.notebooks] == ["ok", "running (this report)"]
     with pytest.raises(FileNotFoundError, match="run folder .*nowhere does not exist"):
-        report.collect_records(tmp_path / "nowhere")
+        course_records.collect_records(tmp_path / "nowhere")
 
 
 def test_the_kits_claims_file_is_valid_and_number_free():
-    claims = report.load_claims()
+    claims = claim_checks.load_claims()
     assert len(claims.claims) >= 8 and claims.low_fraction_max <= 0.5
     methods = {m for c in claims.claims for m in (c.better, c.than)}
-    assert methods <= set(report.METHOD_ORDER)
+    assert methods <= set(claim_checks.METHOD_ORDER)
     assert {"scratch", "imagenet", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca"} <= methods
     for c in claims.claims:
         # Never the paper's numbers: no decimals or percentages in what a claim says or cites.
@@ -263,7 +264,7 @@ def test_bad_claims_files_name_the_file_and_claim(tmp_path, mutate, message):
     mutate(data)
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="claims file .*claims.json") as err:
-        report.load_claims(path)
+        claim_checks.load_claims(path)
     assert message in str(err.value)
 
 
@@ -337,4 +338,4 @@ def test_look_alike_tasks_count_for_the_paper_task_and_degenerate_cis_do_not(tmp
     assert lits.verdict == "supported" and [c.task for c in lits.cells] == ["lits_synthetic"]
     assert brats.verdict == "cannot tell" and "zero width" in brats.reason and brats.cells[0].outcome == "no CI"
     assert set(rep.records.frame["data"]) == {"synthetic"} and set(rep.protocol["data"]) == {"synthetic"}
-    assert report.task_matches("lits_demo", "lits") and not report.task_matches("lithium", "lits")
+    assert claim_checks.task_matches("lits_demo", "lits") and not claim_checks.task_matches("lithium", "lits")

@@ -4,8 +4,8 @@ Every preparation step of the data layer maps one input *item* (a CT scan, a seg
 2D images) to output files. :func:`run_cached` runs such a step over many items
 
 - in parallel across items (``num_workers`` processes; 1 = in this process),
-- with each output written atomically (temporary file, then ``os.replace``), so a killed run never leaves a
-  half-written file under its final name,
+- with each output written atomically (:mod:`pcrl_lib.fileio`), so a killed run never leaves a half-written
+  file under its final name,
 - recording each finished item in ``manifest.json`` right after it finishes (also written atomically), with each
   input file's size and modification time, the parameters and the output files,
 
@@ -27,7 +27,6 @@ volumes) and :class:`ImageCacheDataset` (2D images, ``(1, S, S)``), the last wri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -41,6 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..fileio import atomic_path, atomic_write, atomic_write_text, fingerprint
 from .images2d import RESIZE_MODES, load_image, resize_image
 
 MANIFEST = "manifest.json"
@@ -54,37 +54,14 @@ OnDone = Callable[[str, dict, bool], None]
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
-def _temporary(path: Path) -> Path:
-    # Same folder as the target so that os.replace is a rename on one filesystem (atomic).
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
-    """``np.save`` to a temporary file, then rename it to ``path``."""
-    path = Path(path)
-    tmp = _temporary(path)
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
-    os.replace(tmp, path)
-    return path
+    """``np.save`` through :func:`pcrl_lib.fileio.atomic_write` (never a half-written file under ``path``)."""
+    return atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array)))
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """``np.savez`` (uncompressed, so loading is fast) to a temporary file, then rename it to ``path``."""
-    path = Path(path)
-    tmp = _temporary(path)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    tmp = _temporary(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """``np.savez`` (uncompressed, so loading is fast) through :func:`pcrl_lib.fileio.atomic_write`."""
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 # ------------------------------------------------------------------------------------------- input signatures
@@ -134,11 +111,6 @@ def item_rng(seed: int, name: str) -> np.random.Generator:
     """The random generator of one item: depends only on ``seed`` and the item's name, so results do not
     change with the number of workers, the order of items, or which other items are in the run."""
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-
-
-def fingerprint(obj: Any) -> str:
-    """A short stable hash of a JSON-serialisable object (used as an item's ``key``)."""
-    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------------ the manifest
@@ -351,9 +323,8 @@ def prepare_image_cache(paths: Sequence[str | Path], out_dir: str | Path, size: 
     existing = _load_matching(out_dir, "image_cache", _jsonable(params))
     if not existing["items"] or not store.is_file():
         # New or changed cache: a fresh (sparse) memmap; its chunks are all recomputed.
-        tmp = _temporary(store)
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size)).flush()
-        os.replace(tmp, store)
+        with atomic_path(store) as tmp:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size)).flush()
         if existing["items"]:
             existing["items"] = {}
             _save_manifest(out_dir, existing)

@@ -27,9 +27,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..fileio import fingerprint
 from .cache import (CacheItem, CandidateDataset, ImageCacheDataset, OnDone, PairDataset, SegmentationCaseDataset,
-                    atomic_save_npy, atomic_save_npz, fingerprint, item_rng, prepare_image_cache,
-                    read_manifest, run_cached, scan_name)
+                    atomic_save_npy, atomic_save_npz, item_rng, prepare_image_cache, read_manifest, run_cached,
+                    scan_name)
 from .images2d import load_image, resize_image
 from .crops import (HU_WINDOW, MAX_SOFT_FRACTION, MIN_IOU, PAPER_CROP_SIZES, PAPER_CUBE, PAPER_MARGIN, RECIPES,
                     SOFT_HU, CropPairs, PatchSample, box_iou, crop_pairs, cubes_around, sample_patches,

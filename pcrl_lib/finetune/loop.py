@@ -40,10 +40,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import (atomic_save, atomic_write_json, capture_rng_state, load_checkpoint,
-                          remove_stale_temporaries, restore_rng_state)
+from ..checkpoint import atomic_save, capture_rng_state, load_checkpoint, remove_stale_temporaries, restore_rng_state
 from ..config import FinetuneConfig
 from ..env import pick_device, seed_worker
+from ..fileio import atomic_write_json
 from ..precision import Precision, make_precision
 from ..runs import run_folder
 from ..train import NonFiniteLossError, derive_seed, to_device

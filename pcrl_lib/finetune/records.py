@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..checkpoint import atomic_write_json
+from ..fileio import atomic_write_json
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pcrl_lib.data.preprocess import (CandidateDataset, ImageCacheDataset, PairD
                                       prepare_segmentation_cases, resample, resample_to_reference, sample_patches,
                                       scaled_crop_sizes, zscore_in_mask)
 from pcrl_lib.data.volume import Volume, read_volume, write_volume
+from pcrl_lib.fileio import TMP_PREFIX
 
 CUBE = (16, 16, 8)              # a quarter of the paper's cube: crop sizes scale by 1/4
 MARGIN = (6, 6, 3)
@@ -248,7 +249,7 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path):
     prepare_pretraining_cubes(scans, out, on_done=lambda n, e, reused: second.append((n, reused)), **kw)
     assert sorted(n for n, reused in second if not reused) == sorted({"scan0", "scan1", "scan2", "scan3"} - set(computed))
     assert first == {n: (out / f"{n}.npy").stat().st_mtime_ns for n in computed}
-    assert not list(out.glob(".*.tmp"))                 # no temporary files left behind
+    assert not list(out.glob(f"{TMP_PREFIX}*"))          # no temporary files left behind
 
 
 def test_parallel_run_equals_serial_and_skip_records_failures(tmp_path):
