@@ -35,6 +35,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROFILES = ("smoke", "quick", "paper")
+# The pretraining methods (PCRL_SPEC §9), in the order of the ablation chain that tables and folders follow; the
+# one list that PretrainConfig.method, experiments, pcrl.build_method and the report draw on.
+PRETRAIN_METHODS = ("models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl")
+# What a fine-tuning comparison can start from: a random initialisation ("scratch") or a pretraining export.
+INITIALISATIONS = ("scratch", *PRETRAIN_METHODS)
 
 
 # The value kinds of fields (and of the course runner's notebook parameters): kind -> (one, several) in messages.
@@ -94,6 +99,12 @@ class _Section:
         if value is None and "None" in kinds:
             return None
         where, rule = f"{type(self).__name__}.{name}", self._RANGES.get(name)
+        if name in self._CHOICES and kind == "tuple":  # a non-empty list of choices
+            choices = self._CHOICES[name]
+            items = tuple(value) if isinstance(value, (list, tuple)) else ()
+            if items and all(isinstance(item, str) and item in choices for item in items):
+                return items
+            raise ValueError(f"{where} must be a non-empty list of {', '.join(choices)}, got {value!r}")
         if name in self._CHOICES:
             choices = self._CHOICES[name]
             if isinstance(value, str) and value in choices:
@@ -144,19 +155,25 @@ class _Section:
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
-    """Data preparation. Sizes are (H, W) in 2D and (D0, D1, D2) = (x, y, z) in 3D (z = slices)."""
+    """Data preparation. Sizes are (H, W) in 2D and (D0, D1, D2) = (x, y, z) in 3D (z = slices).
 
-    _RANGES = {"image_size_2d": ">= 1", "cube_size": ">= 1", "spacing_mm": "> 0", "pairs_per_scan": ">= 1",
-               "synthetic_2d": ">= 1", "synthetic_3d": ">= 1", "synthetic_seg": ">= 1", "synthetic_3d_size": ">= 1",
-               "num_workers": ">= 0"}
-    _TUPLES = {"cube_size": ("int", 3)}
+    The sizes the networks see are PretrainConfig's (``image_size_2d``: the 2D views; ``cube_size``: the 3D crops,
+    also the fine-tuning cubes and windows); ``source_size_2d`` is the cache the 2D views are cut from."""
+
+    _RANGES = {"source_size_2d": ">= 1", "spacing_mm": "> 0", "lits_spacing_mm": "> 0", "brats_spacing_mm": "> 0",
+               "seg_demo_spacing_mm": "> 0", "pairs_per_scan": ">= 1", "synthetic_2d": ">= 1", "synthetic_3d": ">= 1",
+               "synthetic_seg": ">= 1", "synthetic_3d_size": ">= 1", "num_workers": ">= 0"}
     # crops.RECIPES: the authors' released 3D crop recipe or the kit's variant (pcrl_lib.data.crops)
     _CHOICES = {"crop_sampler": ("released", "kit"), "lung_filter": ("released", "kit"),
                 "crop_resize": ("released", "kit")}
 
-    image_size_2d: int = 128          # 2D cache side: the source views are cut from (>= PretrainConfig.image_size_2d)
-    cube_size: tuple = (32, 32, 16)   # 3D pretraining cube (paper: 64×64×32)
-    spacing_mm: float = 1.0           # CT resampling target (isotropic)
+    source_size_2d: int = 128         # 2D cache side: the source views are cut from (>= PretrainConfig.image_size_2d)
+    spacing_mm: float = 1.0           # CT resampling target of pretraining and LUNA16 cubes (isotropic)
+    # Segmentation resampling targets (isotropic, mm): coarser than 1 mm on a CPU, so that sliding-window inference
+    # over a whole case takes seconds; the demo volumes (a whole abdomen or head, slices 2–6.5 mm apart) coarser still.
+    lits_spacing_mm: float = 1.5
+    brats_spacing_mm: float = 2.0
+    seg_demo_spacing_mm: float = 4.0
     pairs_per_scan: int = 16          # PCRL crop pairs cut from each CT scan
     synthetic_2d: int = 96            # images per synthetic 2D look-alike
     synthetic_3d: int = 6             # CT scans of the synthetic LUNA16 look-alike
@@ -178,18 +195,18 @@ class PretrainConfig(_Section):
                "ema_horizon_fraction": "[0, 1]",
                "checkpoint_every": ">= 0", "num_workers": ">= 0", "log_every": ">= 1"}
     _TUPLES = {"cube_size": ("int", 3)}
-    # experiments.PRETRAIN_METHODS, contrastive.ESTIMATORS, precision.PRECISIONS and pcrl.KEY_MIXES (tests keep
-    # them equal)
-    _CHOICES = {"method": ("pcrl", "pcrl_tca", "pcrl_recon", "c2l", "moco", "models_genesis"),
+    # contrastive.ESTIMATORS, precision.PRECISIONS, precision.MEMORY_FORMATS and
+    # pcrl.KEY_MIXES (tests keep them equal)
+    _CHOICES = {"method": PRETRAIN_METHODS,
                 "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16"), "key_mix": ("raw", "unit"),
-                "nce_noise": ("batches", "samples")}
+                "nce_noise": ("batches", "samples"), "memory_format": ("auto", "contiguous", "channels_last")}
 
     method: str = "pcrl"              # pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis
     epochs: int = 4
     batch_size_2d: int = 16
     batch_size_3d: int = 4
-    image_size_2d: int = 64
-    cube_size: tuple = (32, 32, 16)
+    image_size_2d: int = 64           # 2D view side (cut from the DataConfig.source_size_2d cache)
+    cube_size: tuple = (32, 32, 16)   # 3D crop (paper 64×64×32); also the fine-tuning cubes and windows
     width_3d: int = 16                # base channels of the 3D U-Net (paper: 32)
     lr: float = 1e-3
     momentum: float = 0.9
@@ -204,7 +221,8 @@ class PretrainConfig(_Section):
     key_mix: str = "raw"              # pass-B mixed keys: raw = released (mix projections, then normalise) | unit
     nce_noise: str = "batches"        # NCE's n (Pn = 1/n, Z): batches = released len(train_loader) | samples (CMC)
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
-    precision: str = "auto"           # auto | fp32 | bf16 | fp16
+    precision: str = "auto"           # auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and native-bf16 CPUs)
+    memory_format: str = "auto"       # auto (channels-last: 2D on CUDA under bf16/fp16) | contiguous | channels_last
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data
     checkpoint_every: int = 0         # keep a copy every N epochs (0 = none; last.pt resumes, encoder.pt is exported)
     num_workers: int = 0
@@ -218,9 +236,10 @@ class FinetuneConfig(_Section):
     # lr 0 keeps the initial weights: a fixed-model baseline (and how the early-stopping test freezes a model)
     _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "lr": ">= 0", "weight_decay": ">= 0",
                "label_fractions": "(0, 1]", "seeds": ">= 0", "patience": ">= 0", "bootstrap": ">= 0",
-               "num_workers": ">= 0", "max_steps_per_epoch": ">= 0"}
+               "num_workers": ">= 0", "max_steps_per_epoch": ">= 0", "seg_overlap": "[0, 1)", "seg_lr_factor": "> 0"}
     _TUPLES = {"label_fractions": ("float", None), "seeds": ("int", None)}
-    _CHOICES = {"precision": ("auto", "fp32", "bf16", "fp16")}
+    _CHOICES = {"precision": ("auto", "fp32", "bf16", "fp16"), "methods_cls": INITIALISATIONS,
+                "methods_seg": INITIALISATIONS}
 
     epochs: int = 8
     batch_size_2d: int = 16
@@ -234,6 +253,17 @@ class FinetuneConfig(_Section):
     precision: str = "auto"
     num_workers: int = 0
     max_steps_per_epoch: int = 0
+    # The initialisations notebooks 05-07 (classification) and 08/09 (segmentation) compare when their METHODS is
+    # None. Classification compares the whole ablation chain (MoCo → C2L → + reconstruction → + TCA → PCRL): cheap,
+    # and the report's ablation table and component claims need every step. A 3D segmentation run costs more, so
+    # the CPU profiles keep scratch, the restoration baseline and PCRL.
+    methods_cls: tuple = INITIALISATIONS
+    methods_seg: tuple = ("scratch", "models_genesis", "pcrl")
+    seg_overlap: float = 0.25         # sliding-window overlap of segmentation inference (paper 0.5; fewer windows)
+    # Segmentation lr = lr × this factor: a CPU-profile run takes ~60 optimiser steps (8 epochs × 7 steps); at the
+    # paper's 1e-3 the networks are still far from converged, at 3e-3 the liver / whole tumour are learned
+    # (measured on the synthetic look-alikes).
+    seg_lr_factor: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -274,12 +304,13 @@ class Profile(_Section):
 def _smoke() -> Profile:
     return Profile(
         name="smoke",
-        data=DataConfig(image_size_2d=64, cube_size=(16, 16, 8), pairs_per_scan=4, synthetic_2d=32,
-                        synthetic_3d=3, synthetic_seg=3, synthetic_3d_size=64, num_workers=1),
+        data=DataConfig(source_size_2d=64, pairs_per_scan=4, synthetic_2d=32, synthetic_3d=3, synthetic_seg=3,
+                        synthetic_3d_size=64, num_workers=1, lits_spacing_mm=2.0, seg_demo_spacing_mm=6.0),
         pretrain=PretrainConfig(epochs=1, batch_size_2d=4, batch_size_3d=2, image_size_2d=64, cube_size=(16, 16, 8),
                                 width_3d=8, K=64, max_steps_per_epoch=2, precision="fp32"),
         finetune=FinetuneConfig(epochs=1, batch_size_2d=8, batch_size_3d=2, label_fractions=(0.5, 1.0), seeds=(0,),
-                                patience=1, bootstrap=20, max_steps_per_epoch=2, precision="fp32"),
+                                patience=1, bootstrap=20, max_steps_per_epoch=2, precision="fp32",
+                                methods_cls=("scratch", "pcrl"), methods_seg=("scratch", "pcrl")),
     )
 
 
@@ -300,12 +331,14 @@ def _paper() -> Profile:
     return Profile(
         name="paper",
         # The 2D cache keeps NIH's original 1024² pixels: the released code cuts its 224² views from the originals.
-        data=DataConfig(image_size_2d=1024, cube_size=(64, 64, 32), pairs_per_scan=16, num_workers=8),
+        data=DataConfig(source_size_2d=1024, pairs_per_scan=16, num_workers=8, lits_spacing_mm=1.0,
+                        brats_spacing_mm=1.0, seg_demo_spacing_mm=3.0),
         pretrain=PretrainConfig(epochs=240, batch_size_2d=64, batch_size_3d=16, image_size_2d=224,
                                 cube_size=(64, 64, 32), width_3d=32, K=16384, checkpoint_every=60,
                                 num_workers=8, log_every=50),
         finetune=FinetuneConfig(epochs=100, batch_size_2d=32, batch_size_3d=8, label_fractions=(0.05, 0.1, 0.2, 0.5, 1.0),
-                                seeds=(0, 1, 2), patience=10, bootstrap=1000, num_workers=8),
+                                seeds=(0, 1, 2), patience=10, bootstrap=1000, num_workers=8,
+                                methods_seg=INITIALISATIONS, seg_overlap=0.5, seg_lr_factor=1.0),
     )
 
 

@@ -65,8 +65,9 @@ from .runs import run_folder
 
 CHECKPOINT_FORMAT = 1
 # PretrainConfig keys that cannot change the trained weights or the history: a finished run is reused
-# even when they differ (e.g. a notebook re-run with more data-loading workers).
-_NON_RESULT_KEYS = ("num_workers", "checkpoint_every")
+# even when they differ (e.g. a notebook re-run with more data-loading workers; memory_format changes the layout
+# of the same arithmetic, rounding-level differences only).
+_NON_RESULT_KEYS = ("num_workers", "checkpoint_every", "memory_format")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -348,7 +349,8 @@ class Trainer:
         self.config = run_config(cfg, spatial_dims=spatial_dims, seed=seed, num_items=self.num_items,
                                  world_size=self.dist.world_size, dataset=dataset)
 
-        self.method = method.to(self.device)
+        self.precision = make_precision(self.device, cfg.precision, cfg.memory_format, spatial_dims)
+        self.method = self.precision.prepare(method.to(self.device), spatial_dims)  # before DDP sees the weights
         if cfg.ema_horizon_fraction > 0 and hasattr(self.method, "m"):
             from .pcrl import ema_momentum
 
@@ -359,7 +361,6 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters)
-        self.precision = make_precision(self.device, cfg.precision)
         self.scaler = self.precision.grad_scaler()
         params = [p for p in self.method.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -470,6 +471,7 @@ class Trainer:
         atomic_write_json({
             "method": self.cfg.method, "spatial_dims": self.spatial_dims, "config": self.config,
             "steps": self.step, "epochs_completed": self.epoch, "precision": self.precision.name,
+            "memory_format": self.precision.memory_format,
             "final_loss": last["loss"] if last else None, "final_parts": last["parts"] if last else {},
             "finished": self.finished, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }, path.with_suffix(".json"))
