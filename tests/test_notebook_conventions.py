@@ -1,5 +1,7 @@
-"""Every course notebook follows DESIGN.md's conventions (checked statically; nbval executes them)."""
+"""Every course notebook follows the course's conventions (checked statically; nbval executes them): see the README's
+notebook section."""
 
+import ast
 import re
 
 import nbformat
@@ -33,3 +35,19 @@ def test_conventions(nb):
     assert "from pcrl_lib" in code or "import pcrl_lib" in code
     assert "write_record(" in cells[-1].source, "the last cell writes the notebook's record"
     assert ".cuda(" not in code
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_notebooks_define_no_functions_or_classes(nb):
+    """Notebooks call the library; what they would define belongs in pcrl_lib (tested, reused, one copy)."""
+    notebook = nbformat.read(nb.path, as_version=4)
+    defined = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        # IPython magics and shell escapes are not Python: blank them before parsing.
+        source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.append(f"cell {index}: {type(node).__name__} {node.name}")
+    assert not defined, f"{nb.path.name} defines {defined}; move them to pcrl_lib"

@@ -52,6 +52,15 @@ class Volume:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.array.shape)
 
+    @property
+    def extent_mm(self) -> np.ndarray:
+        """(3,) millimetres the grid covers along x, y, z: shape × spacing."""
+        return np.asarray(self.shape) * np.asarray(self.spacing)
+
+    def volume_ml(self) -> float:
+        """Millilitres of a mask: the sum of its voxels (1 = inside) × the voxel volume (mm³ / 1000)."""
+        return float(self.array.sum() * np.prod(self.spacing) / 1000)
+
     def voxel_to_world(self, ijk: np.ndarray) -> np.ndarray:
         """(N, 3) voxel indices (x, y, z order) → (N, 3) world coordinates in mm."""
         ijk = np.atleast_2d(np.asarray(ijk, dtype=np.float64))

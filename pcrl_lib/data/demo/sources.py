@@ -116,7 +116,7 @@ SOURCES: tuple[Source, ...] = (
     Source(
         package="torchxrayvision", version="1.5.7",
         filename="torchxrayvision-1.5.7-py3-none-any.whl",
-        # Not pinned in DESIGN.md: computed by this kit from the wheel PyPI serves (pip download --no-deps).
+        # Computed by this kit from the wheel PyPI serves (pip download --no-deps).
         sha256="95f6c3475661f3515d4258deb0855bd5d1b1a56e0b65384251d3dd3fa61fac41",
         members=(Member("torchxrayvision/data/Data_Entry_2017_v2020.csv.gz",
                         "nih_chestxray14/Data_Entry_2017_v2020.csv.gz"),),
