@@ -16,10 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import get_profile
+from .config import PRETRAIN_METHODS, get_profile
 from .paths import resolve_output_dir
-
-PRETRAIN_METHODS = ("models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl")
 
 
 def pretrain_dir(output_dir: str | os.PathLike, spatial_dims: int, method: str) -> Path:
@@ -38,7 +36,7 @@ def pretraining_dataset(profile: str, spatial_dims: int, data_root: str | os.Pat
                         progress: bool = True, **pretrain_overrides: Any):
     """The prepared pretraining set of ``profile``: 2D image cache or 3D crop-pair cache at the profile's sizes.
 
-    2D: the cache holds the images at the *source* size ``DataConfig.image_size_2d`` (paper 1024, quick 128);
+    2D: the cache holds the images at the *source* size ``DataConfig.source_size_2d`` (paper 1024, quick 128);
     the views (``PretrainConfig.image_size_2d``: 224, 64) are cut from it and resized, as the released code cuts
     its views from the originals. A source smaller than the views is a ``ValueError``."""
     from .data import sources
@@ -46,9 +44,9 @@ def pretraining_dataset(profile: str, spatial_dims: int, data_root: str | os.Pat
     profile_cfg = get_profile(profile)
     cfg = profile_cfg.pretrain.override(**pretrain_overrides)
     if spatial_dims == 2:
-        source = profile_cfg.data.image_size_2d
+        source = profile_cfg.data.source_size_2d
         if source < cfg.image_size_2d:
-            raise ValueError(f"the 2D cache size DataConfig.image_size_2d={source} is smaller than the views "
+            raise ValueError(f"the 2D cache size DataConfig.source_size_2d={source} is smaller than the views "
                              f"(PretrainConfig.image_size_2d={cfg.image_size_2d}); views are cut from the cache, "
                              "so make the cache at least as large as the views")
         return sources.pretraining_set_2d(profile, data_root, size=source, progress=progress)

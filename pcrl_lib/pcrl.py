@@ -71,6 +71,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PRETRAIN_METHODS
 from .contrastive import ContrastiveMemory, concat_all_gather, distributed
 from .models import (ProjectionHead, TCAGate, arch_kwargs, bottleneck_channels, build_encoder, build_unet,
                      tca_code_dim)
@@ -83,7 +84,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "c2l": {"recon": False, "tca": False, "hybrid": False, "mixup": True, "nce": "nce"},
     "moco": {"recon": False, "tca": False, "hybrid": False, "mixup": False, "nce": "infonce"},
 }
-METHOD_NAMES = (*METHODS, "models_genesis")
+# Every pretraining method: the contrastive ones above plus the restoration baseline (one list, config's).
+METHOD_NAMES = PRETRAIN_METHODS
 KEY_MIXES = ("raw", "unit")
 # What NCE's n counts (the noise distribution is uniform over n items, Pn = 1/n, and Z = mean(exp(s))·n).
 # CMC, where the estimator comes from, counts samples; the released PCRL passes ``len(train_loader)``, the

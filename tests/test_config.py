@@ -1,8 +1,9 @@
+import dataclasses
 import json
 
 import pytest
 
-from pcrl_lib.config import PROFILES, FinetuneConfig, PretrainConfig, Profile, get_profile
+from pcrl_lib.config import PROFILES, DataConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 
 
 def test_profiles_exist_and_scale_up():
@@ -67,7 +68,7 @@ def test_json_round_trip_keeps_tuples():
     ("pretrain", "lr", float("nan"), "PretrainConfig.lr must be a number > 0, got nan"),
     ("pretrain", "m", 1.5, "PretrainConfig.m must be a number in [0, 1], got 1.5"),
     ("pretrain", "cube_size", (16, 16), "PretrainConfig.cube_size must be a list of 3 ints >= 1, got (16, 16)"),
-    ("pretrain", "method", "simclr", "PretrainConfig.method must be one of pcrl, pcrl_tca, pcrl_recon, c2l, moco"),
+    ("pretrain", "method", "simclr", "PretrainConfig.method must be one of models_genesis, moco, c2l, pcrl_recon, pcrl_tca, pcrl"),
     ("pretrain", "nce", "ce", "PretrainConfig.nce must be one of nce, infonce or None, got 'ce'"),
     ("pretrain", "precision", "half", "PretrainConfig.precision must be one of auto, fp32, bf16, fp16, got 'half'"),
     ("pretrain", "align_targets", "yes", "PretrainConfig.align_targets must be true or false, got 'yes'"),
@@ -98,11 +99,15 @@ def test_values_are_converted_to_the_field_type():
 
 
 def test_choices_match_the_library():
+    from pcrl_lib import config, experiments, pcrl
     from pcrl_lib.contrastive import ESTIMATORS
-    from pcrl_lib.experiments import PRETRAIN_METHODS
     from pcrl_lib.precision import PRECISIONS
 
-    assert set(PretrainConfig._CHOICES["method"]) == set(PRETRAIN_METHODS)
+    # One method list: what the config accepts, what experiments pretrain and what pcrl builds are the same object.
+    assert PretrainConfig._CHOICES["method"] is config.PRETRAIN_METHODS is experiments.PRETRAIN_METHODS \
+        is pcrl.METHOD_NAMES
+    assert set(pcrl.METHODS) | {"models_genesis"} == set(config.PRETRAIN_METHODS)
+    assert FinetuneConfig._CHOICES["methods_cls"] == ("scratch", *config.PRETRAIN_METHODS)
     assert tuple(PretrainConfig._CHOICES["nce"]) == tuple(ESTIMATORS)
     assert tuple(PretrainConfig._CHOICES["precision"]) == tuple(PRECISIONS)
     assert tuple(FinetuneConfig._CHOICES["precision"]) == tuple(PRECISIONS)
@@ -123,3 +128,32 @@ def test_train_cli_refuses_bad_values_in_one_line_before_any_work(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and err == f"error: {message}\n"
     assert not out.exists()  # refused before the output folder (or anything else) was touched
+
+
+def test_segmentation_and_comparison_knobs_are_config_fields():
+    """The per-profile settings of the downstream notebooks live in the profiles (values as they were)."""
+    smoke, quick, paper = (get_profile(name) for name in ("smoke", "quick", "paper"))
+    spacing = {p.name: (p.data.lits_spacing_mm, p.data.brats_spacing_mm, p.data.seg_demo_spacing_mm)
+               for p in (smoke, quick, paper)}
+    assert spacing == {"smoke": (2.0, 2.0, 6.0), "quick": (1.5, 2.0, 4.0), "paper": (1.0, 1.0, 3.0)}
+    assert [(p.finetune.seg_overlap, p.finetune.seg_lr_factor) for p in (smoke, quick, paper)] == \
+        [(0.25, 3.0), (0.25, 3.0), (0.5, 1.0)]
+    chain = ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl")
+    assert (smoke.finetune.methods_cls, quick.finetune.methods_cls, paper.finetune.methods_cls) == \
+        (("scratch", "pcrl"), chain, chain)
+    assert (smoke.finetune.methods_seg, quick.finetune.methods_seg, paper.finetune.methods_seg) == \
+        (("scratch", "pcrl"), ("scratch", "models_genesis", "pcrl"), chain)
+    assert get_profile("quick", finetune__methods_seg=["scratch", "moco"]).finetune.methods_seg == ("scratch", "moco")
+    with pytest.raises(ValueError, match=r"FinetuneConfig.methods_cls must be a non-empty list of scratch, "
+                                         r"models_genesis, .*, got \('scratch', 'simclr'\)"):
+        FinetuneConfig(methods_cls=("scratch", "simclr"))
+    with pytest.raises(ValueError, match="FinetuneConfig.methods_seg must be a non-empty list"):
+        FinetuneConfig(methods_seg=())
+
+
+def test_one_source_per_size():
+    """The cube is PretrainConfig's alone; the 2D cache side is DataConfig.source_size_2d, the views' side
+    PretrainConfig.image_size_2d."""
+    names = {f.name for f in dataclasses.fields(DataConfig)}
+    assert "cube_size" not in names and "image_size_2d" not in names and "source_size_2d" in names
+    assert get_profile("paper").data.source_size_2d == 1024 and get_profile("paper").pretrain.image_size_2d == 224

@@ -20,8 +20,9 @@ from .volume import read_nifti_array, refuse_nonfinite
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 LABELS = {0: "background", 1: "NCR/NET", 2: "edema", 4: "enhancing tumour"}
-REGIONS = ("WT", "TC", "ET")
-_REGION_LABELS = ((1, 2, 4), (1, 4), (4,))
+# The evaluated regions, each a set of label values: whole tumour ⊃ tumour core ⊃ enhancing tumour.
+STRUCTURES = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+REGIONS = tuple(STRUCTURES)
 SPACING_RTOL = 1e-3
 
 
@@ -103,10 +104,10 @@ def regions(seg):
         raise ValueError(f"seg must have at least 3 (spatial) dimensions, got shape {tuple(seg.shape)}")
     axis = seg.ndim - 3
     if isinstance(seg, np.ndarray):
-        return np.stack([np.isin(seg, labels) for labels in _REGION_LABELS], axis=axis)
+        return np.stack([np.isin(seg, labels) for labels in STRUCTURES.values()], axis=axis)
     import torch
 
     if not isinstance(seg, torch.Tensor):
         raise TypeError(f"seg must be a numpy array or torch tensor, got {type(seg).__name__}")
     return torch.stack([torch.isin(seg, torch.tensor(labels, device=seg.device, dtype=seg.dtype))
-                        for labels in _REGION_LABELS], dim=axis)
+                        for labels in STRUCTURES.values()], dim=axis)

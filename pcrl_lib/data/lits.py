@@ -21,6 +21,8 @@ import numpy as np
 from .volume import Volume, read_volume
 
 LABELS = {0: "background", 1: "liver", 2: "tumour"}
+# The segmented structures, each a set of label values: the tumour lies inside the liver.
+STRUCTURES = {"liver": (1, 2), "tumour": (2,)}
 VOLUME_PATTERN = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 SEGMENTATION_PATTERN = re.compile(r"^segmentation-(\d+)\.nii(\.gz)?$")
 DECATHLON_PATTERN = re.compile(r"^liver_(\d+)\.nii(\.gz)?$")

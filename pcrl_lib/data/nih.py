@@ -1,4 +1,5 @@
-"""NIH ChestX-ray14: label table, official and patient-level splits, PCRL split files.
+"""NIH ChestX-ray14: label table, the release's official split lists, PCRL split files (patient-level
+splits: :mod:`.splits`).
 
 On-disk layout of the release (NIH Clinical Center, 112,120 frontal radiographs of 30,805 patients)::
 
@@ -119,37 +120,6 @@ def official_split(root: str | Path) -> OfficialSplit:
         raise ValueError(f"{root}: {len(both)} image(s) listed in both {SPLIT_FILES[0]} and {SPLIT_FILES[1]}, "
                          f"e.g. {both[:3]}")
     return OfficialSplit(train_val=train_val, test=test)
-
-
-def patient_split(df: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0,
-                  test_fraction: float = 0.0) -> dict[str, pd.DataFrame]:
-    """Seeded patient-level split of a label table into ``train`` / ``val`` (/ ``test``) DataFrames.
-
-    Patients (column ``patient_id``) are shuffled with ``numpy.random.default_rng(seed)`` and cut by
-    fraction of patients, so no patient appears in two splits. The paper's NIH protocol is 70/10/20:
-    ``patient_split(df, val_fraction=0.1, test_fraction=0.2)``.
-    """
-    if "patient_id" not in df.columns:
-        raise ValueError("patient_split needs a 'patient_id' column (use load_labels to read the table)")
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
-    patients = np.asarray(sorted(df["patient_id"].astype(str).unique()))
-    rng = np.random.default_rng(seed)
-    order = patients[rng.permutation(len(patients))]
-    n_val = int(round(val_fraction * len(order)))
-    n_test = int(round(test_fraction * len(order)))
-    if (val_fraction > 0 and n_val == 0) or (test_fraction > 0 and n_test == 0) or n_val + n_test >= len(order):
-        raise ValueError(f"cannot split {len(order)} patient(s) into val_fraction={val_fraction}, "
-                         f"test_fraction={test_fraction} with a non-empty train split")
-    groups = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    patient = df["patient_id"].astype(str)
-    out = {name: df[patient.isin(set(ids))].reset_index(drop=True) for name, ids in groups.items()}
-    if test_fraction == 0.0:
-        del out["test"]
-    return out
 
 
 def read_split_file(path: str | Path) -> pd.DataFrame:

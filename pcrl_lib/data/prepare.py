@@ -28,7 +28,7 @@ def ensure_synthetic(profile: str, dataset: str, log=print) -> Path:
     root = synthetic_root(profile, dataset)
     counts = {"nih": cfg.synthetic_2d, "chexpert": cfg.synthetic_2d, "luna16": cfg.synthetic_3d}
     n = counts.get(dataset, cfg.synthetic_seg)                                   # lits, brats
-    size = cfg.image_size_2d * 2 if dataset in ("nih", "chexpert") else cfg.synthetic_3d_size
+    size = cfg.source_size_2d * 2 if dataset in ("nih", "chexpert") else cfg.synthetic_3d_size
     log(f"  synthetic {dataset}: {n} items at {size} px/voxels in {root}")
     return synthetic.write(dataset, root, n=n, seed=0, size=size, overwrite=True)
 

@@ -6,7 +6,7 @@ Notebooks and trainers never list files themselves: they ask this module. ``data
 package registry plus the profile's synthetic look-alikes. The ``paper`` profile requires ``data_root``.
 
 - :func:`pretraining_images_2d` — real: NIH ChestX-ray14's ``train_val_list.txt`` minus a patient-level
-  validation part (:data:`NIH_VAL_FRACTION` of its patients). Demo + synthetic: the 16 demo paediatric X-rays
+  validation part (:data:`~.splits.NIH_VAL_FRACTION` of its patients). Demo + synthetic: the 16 demo paediatric X-rays
   (JPEG), the demo DICOM radiograph (converted once to PNG, :func:`demo_radiograph_png`) and the synthetic NIH
   look-alike's training split.
 - :func:`pretraining_scans_3d` — real: LUNA16 subsets 0–6 (the paper's 623 scans). Demo + synthetic: the demo
@@ -17,7 +17,7 @@ package registry plus the profile's synthetic look-alikes. The ``paper`` profile
 Downstream tasks get their accessors here too, built the same way (a ``_groups`` function choosing real or
 demo + synthetic inputs, a ``..._set`` function preparing the cache under :func:`prepared_root`).
 
-The synthetic look-alikes go through the same functions as the real data (:func:`nih_splits`, LUNA16 subsets
+The synthetic look-alikes go through the same functions as the real data (:func:`.splits.nih_splits`, LUNA16 subsets
 0–6), so their held-out parts stay unseen exactly as the real ones do. The 16 demo X-rays are all used: they are
 too few to hold any out, and self-supervised pretraining never reads their NORMAL/PNEUMONIA labels (the
 fine-tuning demo that does is a demonstration of the pipeline, not a measurement).
@@ -45,23 +45,22 @@ import pandas as pd
 
 from ..config import get_profile
 from ..paths import cache_dir
-from . import luna, nih
+from . import luna
 from .cache import (ImageCacheDataset, PairDataset, atomic_write_text, fingerprint, input_signature,
                     prepare_image_cache)
 from .demo import load_manifest, xray_images
 from .dicom import read_dicom_image
 from .prepare import ensure_synthetic
 from .preprocess import prepare_pretraining_cubes
+from .splits import SPLIT_SEED, nih_splits
 
 __all__ = [
-    "NIH_VAL_FRACTION", "SPLIT_SEED", "LUNA_PRETRAINING_SUBSETS", "DEMO_CHEST_CTS", "DEMO_DICOM_RADIOGRAPH",
-    "uses_real_data", "dataset_root", "prepared_root", "folder_size", "nih_splits", "demo_radiograph_png",
+    "LUNA_PRETRAINING_SUBSETS", "DEMO_CHEST_CTS", "DEMO_DICOM_RADIOGRAPH",
+    "uses_real_data", "dataset_root", "prepared_root", "folder_size", "demo_radiograph_png",
     "pretraining_images_2d", "pretraining_scans_3d", "pretraining_inventory", "pretraining_set_2d",
     "pretraining_set_3d",
 ]
 
-NIH_VAL_FRACTION = 0.1            # of the train_val list's patients, held out for validation (never pretrained on)
-SPLIT_SEED = 0                    # the kit's fixed patient-split seed: every notebook sees the same split
 LUNA_PRETRAINING_SUBSETS = tuple(range(7))  # the paper pretrains on LUNA16 subsets 0–6
 # Keys in the demo manifest (pcrl_lib.data.demo): the chest CTs in HU and the MONOCHROME1 radiograph.
 DEMO_CHEST_CTS = ("pyradiomics/lung1_image.nrrd", "pyradiomics/lung2_image.nrrd",
@@ -138,34 +137,6 @@ def _existing(paths: Sequence[Path], where: Path, what: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------- NIH ChestX-ray14
-def nih_splits(nih_root: str | os.PathLike, val_fraction: float = NIH_VAL_FRACTION,
-               seed: int = SPLIT_SEED) -> dict[str, pd.DataFrame]:
-    """The kit's NIH splits, label tables (``nih.load_labels`` columns) keyed ``train`` / ``val`` / ``test``.
-
-    ``test``: the release's ``test_list.txt``; ``train`` and ``val``: its ``train_val_list.txt`` split by patient
-    (``val_fraction`` of the patients, at least one, drawn with ``seed``), so no patient is in two splits.
-    Pretraining uses ``train`` only. Raises ``ValueError`` when a listed image is missing from the label table."""
-    root = Path(nih_root)
-    table = nih.load_labels(nih.find_label_csv(root))
-    official = nih.official_split(root)
-    known = pd.Index(table["image"])
-    for name, listed in (("train_val_list.txt", official.train_val), ("test_list.txt", official.test)):
-        unknown = ~pd.Index(listed).isin(known)
-        if unknown.any():
-            examples = [listed[i] for i in np.flatnonzero(unknown)[:3]]
-            raise ValueError(f"{root / name}: {int(unknown.sum())} image(s) not in the label table "
-                             f"{nih.find_label_csv(root).name}, e.g. {examples}; are the files from one release?")
-    train_val = table[table["image"].isin(set(official.train_val))].reset_index(drop=True)
-    patients = train_val["patient_id"].nunique()
-    if patients < 2:
-        raise ValueError(f"{root / 'train_val_list.txt'}: lists images of {patients} patient(s); at least 2 are "
-                         "needed to hold a validation patient out of pretraining")
-    # At least one validation patient, so that small datasets (look-alikes, samples) are split too.
-    parts = nih.patient_split(train_val, val_fraction=max(val_fraction, 1.0 / patients), seed=seed)
-    test = table[table["image"].isin(set(official.test))].reset_index(drop=True)
-    return {"train": parts["train"], "val": parts["val"], "test": test}
-
-
 def _nih_training_images(nih_root: Path) -> list[Path]:
     images = nih_root / "images"
     train = nih_splits(nih_root)["train"]
@@ -269,7 +240,7 @@ def pretraining_inventory(profile: str, data_root: str | os.PathLike | None = No
 # ------------------------------------------------------------------------------------ pretraining caches
 def pretraining_set_2d(profile: str, data_root: str | os.PathLike | None = None, size: int | None = None,
                        progress: bool = True, force: bool = False) -> ImageCacheDataset:
-    """The 2D pretraining images cached at ``size × size`` (default ``DataConfig.image_size_2d``; aspect ratio
+    """The 2D pretraining images cached at ``size × size`` (default ``DataConfig.source_size_2d``; aspect ratio
     kept, centre cropped) in one uint8 memmap; items are float32 ``(1, size, size)`` in [0, 1].
 
     The cache is the *source* resolution the views are cut from, not the view size: like the released code,
@@ -280,7 +251,7 @@ def pretraining_set_2d(profile: str, data_root: str | os.PathLike | None = None,
     bar unless ``progress=False``) under :func:`prepared_root` ``/pretrain_2d_<size>px``; reused when unchanged,
     rebuilt from scratch with ``force=True`` (the notebooks' ``FORCE``)."""
     config = get_profile(profile).data
-    size = config.image_size_2d if size is None else size
+    size = config.source_size_2d if size is None else size
     if not isinstance(size, (int, np.integer)) or size < 8:
         raise ValueError(f"size must be an int >= 8 (pixels per side of the cached images), got {size!r}")
     paths = pretraining_images_2d(profile, data_root)
@@ -295,7 +266,7 @@ def pretraining_set_3d(profile: str, data_root: str | os.PathLike | None = None,
                        progress: bool = True, force: bool = False) -> PairDataset:
     """PCRL's crop pairs of the 3D pretraining scans: each scan resampled to ``DataConfig.spacing_mm``, up to
     ``pairs_per_scan`` pairs of overlapping crops (IoU > 0.25, lung filter, margins; PCRL_SPEC §7) resized to
-    ``cube`` (default ``DataConfig.cube_size``, (X, Y, Z)); items are float32 ``(2, 1, X, Y, Z)`` in [0, 1].
+    ``cube`` (default ``PretrainConfig.cube_size``, (X, Y, Z)); items are float32 ``(2, 1, X, Y, Z)`` in [0, 1].
     The crop recipe is ``DataConfig.crop_sampler`` / ``lung_filter`` / ``crop_resize`` (default: as released;
     a ``"kit"`` switch adds ``_<switch>-kit`` to the folder name).
 
@@ -304,7 +275,7 @@ def pretraining_set_3d(profile: str, data_root: str | os.PathLike | None = None,
     unchanged, rebuilt from scratch with ``force=True``. The boxes and IoUs of every pair are in the cache's
     ``manifest.json``."""
     config = get_profile(profile).data
-    cube = tuple(config.cube_size if cube is None else cube)
+    cube = tuple(get_profile(profile).pretrain.cube_size if cube is None else cube)
     pairs_per_scan = config.pairs_per_scan if pairs_per_scan is None else pairs_per_scan
     if len(cube) != 3 or not all(isinstance(c, (int, np.integer)) and c >= 4 for c in cube):
         raise ValueError(f"cube must be three ints >= 4 (X, Y, Z voxels), got {cube!r}")

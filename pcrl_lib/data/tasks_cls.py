@@ -47,53 +47,38 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..config import get_profile
-from ..finetune.classify import ClassificationTask, build_classifier
-from ..finetune.fractions import sample_fraction, split_patients
 from ..paths import cache_dir
-from ..transforms import normalize
 from . import chexpert as chexpert_reader
 from . import demo as demo_data
 from . import luna, nih, sources
-from .cache import CandidateDataset, ImageCacheDataset, fingerprint, input_signature, prepare_image_cache, read_manifest
+from .cache import CandidateDataset, ImageCacheDataset, prepare_image_cache, read_manifest
 from .prepare import ensure_synthetic
 from .preprocess import normalize_hu, prepare_candidate_cubes
+from .splits import (LUNA_FPR_SUBSETS, NIH_VAL_FRACTION, SPLIT_SEED, SPLITS, grow_validation_split,
+                     luna_subset_split, nih_splits, patient_split, sample_fraction, stratified_patient_split)
 
 __all__ = [
-    "TASKS", "DEMO_TASKS", "SPLITS", "CHEXPERT_VAL_FRACTION", "LUNA_FPR_SUBSETS", "LUNA_LOOKALIKE_FRACTIONS",
-    "REAL_MAX_NEGATIVES", "COMPARISON_METHODS", "ArrayDataset", "ClassificationData", "ImageNetNormalize",
-    "chestxray14", "chexpert", "luna16_fpr", "xray_pneumonia_demo", "nodule_demo", "load_task",
-    "default_methods", "encoder_tag", "grow_validation_split", "has_defined_auc", "luna_subset_split",
-    "stratified_patient_split",
+    "TASKS", "DEMO_TASKS", "CHEXPERT_VAL_FRACTION", "LUNA_LOOKALIKE_FRACTIONS", "REAL_MAX_NEGATIVES",
+    "ArrayDataset", "ClassificationData", "chestxray14", "chexpert", "luna16_fpr", "xray_pneumonia_demo",
+    "nodule_demo", "load_task",
 ]
 
 TASKS = ("nih14", "chexpert", "luna16_fpr")
 DEMO_TASKS = ("xray_pneumonia_demo", "nodule_demo")
-SPLITS = ("train", "val", "test")
 CHEXPERT_VAL_FRACTION = 0.1        # of train.csv's patients, held out for model selection
-# Real LUNA16: the paper pretrains on subsets 0-6, so subsets 7-9 are a test set no encoder has seen.
-LUNA_FPR_SUBSETS = {"train": (0, 1, 2, 3, 4, 5), "val": (6,), "test": (7, 8, 9)}
 LUNA_LOOKALIKE_FRACTIONS = (0.2, 0.2)   # (val, test) shares of the scans of a synthetic look-alike
 # Real LUNA16 has ~850 candidates per scan, nearly all negatives; caching every one at 64x64x32 float32 would take
 # ~400 GB. Keeping all positives and this many negatives per scan (~23 GB at the paper cube) leaves ROC-AUC
 # unbiased: AUC compares positives with negatives and does not depend on how many negatives there are.
 REAL_MAX_NEGATIVES = 50
-# The initialisations compared by notebooks 05-09 by default ("scratch" = random initialisation).
-COMPARISON_METHODS = {
-    "smoke": ("scratch", "pcrl"),
-    # quick compares the whole ablation chain too (MoCo → C2L → + reconstruction → + TCA → PCRL): cheap on the
-    # classification tasks, and the report's ablation table and component claims need every step.
-    "quick": ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl"),
-    "paper": ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl"),
-}
 # Train / val / test share of each class's patients: a test split as large as the training split, because with
 # 8 patients per class a test of one or two images per class could only score AUC 0, 0.5 or 1.
 _XRAY_DEMO_FRACTIONS = (0.4, 0.2, 0.4)
@@ -102,12 +87,6 @@ _NODULE_DEMO_VAL_SHARE = 0.25               # of the training CT's cubes per cla
 
 def _quiet(message: str) -> None:
     """Log sink for :func:`ensure_synthetic` (the course runner announces what it writes)."""
-
-
-def default_methods(profile: str) -> tuple[str, ...]:
-    """The initialisations a downstream notebook compares by default in ``profile`` (its ``METHODS = None``)."""
-    get_profile(profile)
-    return COMPARISON_METHODS[profile]
 
 
 # ------------------------------------------------------------------------------------------------ datasets
@@ -140,14 +119,6 @@ class ArrayDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         return {"image": self.images[index], "labels": self.labels[index], "mask": self.known[index],
                 "patient": self.patients[index]}
-
-
-class ImageNetNormalize:
-    """``(B, 3, H, W)`` in [0, 1] → ImageNet-normalised: the 2D encoders were pretrained on such inputs
-    (:class:`~pcrl_lib.transforms.PCRLViews2D`), so fine-tuning feeds them the same statistics."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x)
 
 
 @dataclass
@@ -206,23 +177,6 @@ class ClassificationData:
         """``(N_train,)`` patient id of every training item (what label fractions sample)."""
         return self.patients["train"]
 
-    def task(self):
-        """The :class:`~pcrl_lib.finetune.classify.ClassificationTask` of this data (ImageNet normalisation in 2D)."""
-        return ClassificationTask(self.name, self.class_names, self.spatial_dims,
-                                  transform=ImageNetNormalize() if self.spatial_dims == 2 else None)
-
-    def model_builder(self, pretrained: str | os.PathLike | None, *, width: int | None = None,
-                      dropout: float = 0.2) -> Callable[[], torch.nn.Module]:
-        """A zero-argument factory of this task's classifier (what ``run_finetune`` calls once per run).
-
-        ``pretrained``: an encoder export (``encoder.pt``) or None for a random initialisation. ``width``: the
-        3D encoder's width for a random initialisation, so that it has the architecture of the exports it is
-        compared with (a pretrained 3D encoder takes its width from the export)."""
-        kw = {"dropout": dropout}
-        if self.spatial_dims == 3 and pretrained is None and width is not None:
-            kw["width"] = width
-        return partial(build_classifier, self.spatial_dims, len(self.class_names), pretrained=pretrained, **kw)
-
     def summary(self) -> pd.DataFrame:
         """One row per split: items, patients, then per class ``positives / known labels``."""
         rows = []
@@ -247,75 +201,6 @@ class ClassificationData:
             row.update({name: int(np.nansum(labels[:, j])) for j, name in enumerate(self.class_names)})
             rows.append(row)
         return pd.DataFrame(rows).set_index("label_fraction")
-
-
-# ------------------------------------------------------------------------------------------------ split rules
-def has_defined_auc(labels: np.ndarray) -> bool:
-    """True when at least one class of ``labels`` ``(N, L)`` (NaN = unknown) has a positive and a negative."""
-    labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
-    return bool(((labels == 1).any(axis=0) & (labels == 0).any(axis=0)).any())
-
-
-def grow_validation_split(table: pd.DataFrame, label_columns: Sequence[str], val_fraction: float,
-                          seed: int = sources.SPLIT_SEED, what: str = "the training table") -> tuple[dict, int]:
-    """Patient-level train / val split of ``table`` (column ``patient_id``) whose val part gives a defined AUC.
-
-    The val part takes ``max(1, round(val_fraction · P))`` of the ``P`` patients in the seeded order of
-    :func:`pcrl_lib.data.nih.patient_split` (the split notebook 03 uses for NIH) and, only when no class has
-    both a positive and a negative there, the next patients in the same order one by one. Returns
-    ``({"train": DataFrame, "val": DataFrame}, added)`` with ``added`` the number of patients added.
-    """
-    patients = table["patient_id"].astype(str).nunique()
-    if patients < 2:
-        raise ValueError(f"{what}: holds {patients} patient(s); a patient-level validation split needs at least 2")
-    first = max(1, int(round(val_fraction * patients)))
-    for n_val in range(first, patients):
-        parts = nih.patient_split(table, val_fraction=n_val / patients, seed=seed)
-        if has_defined_auc(parts["val"][list(label_columns)].to_numpy(np.float64)):
-            return {"train": parts["train"], "val": parts["val"]}, n_val - first
-    raise ValueError(f"{what}: no patient-level validation split leaves a class with both positive and negative "
-                     f"labels (checked {first}..{patients - 1} of {patients} patients); model selection needs one")
-
-
-def stratified_patient_split(patients: Sequence[str], strata: Sequence[Any],
-                             fractions: Sequence[float] = (0.7, 0.1, 0.2),
-                             seed: int = sources.SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Train / val / test item indices, split by patient *within each stratum* (e.g. class), so every split
-    holds every stratum. Each patient must belong to one stratum. Returns ``{split: sorted int64 indices}``."""
-    patients = np.asarray([str(p) for p in patients], dtype=object)
-    strata = np.asarray(strata)
-    if len(patients) != len(strata):
-        raise ValueError(f"{len(patients)} patients but {len(strata)} strata; pass one stratum per item")
-    per_patient = pd.Series(strata).groupby(pd.Series(patients)).nunique()
-    if (per_patient > 1).any():
-        raise ValueError(f"patient(s) {per_patient[per_patient > 1].index[:3].tolist()} belong to several strata; "
-                         "a stratified patient split needs one stratum per patient")
-    parts = {split: [] for split in SPLITS}
-    for stratum in pd.unique(strata):
-        members = np.flatnonzero(strata == stratum)
-        for split, local in split_patients(patients[members], fractions, seed, SPLITS).items():
-            parts[split].append(members[local])
-    return {split: np.sort(np.concatenate(chunks)).astype(np.int64) for split, chunks in parts.items()}
-
-
-def luna_subset_split(scans: Mapping[str, Path]) -> dict[str, list[str]]:
-    """Real LUNA16: the split of each scan from its ``subsetN`` folder (:data:`LUNA_FPR_SUBSETS`).
-
-    Raises ``ValueError`` naming the missing subsets when a split gets no scan (e.g. subsets 7-9 not downloaded)."""
-    subset_of = {}
-    for uid, path in scans.items():
-        folder = Path(path).parent.name
-        if not folder.startswith("subset") or not folder[len("subset"):].isdigit():
-            raise ValueError(f"{path}: LUNA16 scans must lie in subset0..subset9 folders")
-        subset_of[uid] = int(folder[len("subset"):])
-    out = {}
-    for split, subsets in LUNA_FPR_SUBSETS.items():
-        out[split] = sorted(uid for uid, s in subset_of.items() if s in subsets)
-        if not out[split]:
-            raise ValueError(f"LUNA16 {split} split is empty: no scans in subset(s) {list(subsets)} "
-                             f"(found subsets {sorted(set(subset_of.values()))}); unpack them under the LUNA16 root "
-                             "(see data/README.md)")
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -360,7 +245,7 @@ def _by_split(table: pd.DataFrame, columns: Sequence[str]) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------------------------------------ NIH
 def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, size: int | None = None,
-                val_fraction: float = sources.NIH_VAL_FRACTION, progress: bool = True,
+                val_fraction: float = NIH_VAL_FRACTION, progress: bool = True,
                 force: bool = False) -> ClassificationData:
     """NIH ChestX-ray14, 14 labels: TEST = the release's ``test_list.txt``; VAL = ``val_fraction`` of the patients
     of ``train_val_list.txt`` (grown only if it has no defined AUC); TRAIN = the rest.
@@ -370,7 +255,7 @@ def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, siz
     real = sources.uses_real_data(profile, data_root)
     root = sources.dataset_root(data_root, "nih") if real else ensure_synthetic(profile, "nih", log=_quiet)
     size = _image_size(profile, size)
-    official = sources.nih_splits(root, val_fraction=val_fraction)   # reads and checks the release's lists
+    official = nih_splits(root, val_fraction=val_fraction)   # reads and checks the release's lists
     train_val = pd.concat([official["train"], official["val"]], ignore_index=True)
     parts, added = grow_validation_split(train_val, nih.NIH_LABELS, val_fraction, what=str(root / "train_val_list.txt"))
     table = pd.concat([parts["train"].assign(split="train"), parts["val"].assign(split="val"),
@@ -384,7 +269,7 @@ def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, siz
     datasets = _image_splits(table, out_dir)
     labels, patients = _by_split(table, nih.NIH_LABELS)
     protocol = {"test": "official test_list.txt", "val": f"{val_fraction:g} of train_val_list.txt's patients "
-                f"(seed {sources.SPLIT_SEED})" + (f", grown by {added} patient(s) to define an AUC" if added else ""),
+                f"(seed {SPLIT_SEED})" + (f", grown by {added} patient(s) to define an AUC" if added else ""),
                 "train": "the other train_val_list.txt patients", "image_size": size, "cache": str(out_dir)}
     return ClassificationData("nih14", nih.NIH_LABELS, 2, datasets["train"], datasets["val"], datasets["test"],
                               labels, patients, "real" if real else "synthetic", root, f"{size}px", protocol)
@@ -426,7 +311,7 @@ def chexpert(profile: str, data_root: str | os.PathLike | None = None, *, policy
     datasets = _image_splits(table, out_dir)
     labels, patients = _by_split(table, columns)
     protocol = {"test": "valid.csv (official validation set)", "val": f"{val_fraction:g} of train.csv's patients "
-                f"(seed {sources.SPLIT_SEED})" + (f", grown by {added} patient(s) to define an AUC" if added else ""),
+                f"(seed {SPLIT_SEED})" + (f", grown by {added} patient(s) to define an AUC" if added else ""),
                 "train": "the other train.csv patients", "uncertainty_policy": policy, "views": views,
                 "image_size": size, "cache": str(out_dir)}
     return ClassificationData("chexpert", columns, 2, datasets["train"], datasets["val"], datasets["test"], labels,
@@ -459,7 +344,7 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
         val_share, test_share = LUNA_LOOKALIKE_FRACTIONS
         order = pd.DataFrame({"patient_id": sorted(scans)})
         try:
-            parts = nih.patient_split(order, val_fraction=val_share, test_fraction=test_share, seed=sources.SPLIT_SEED)
+            parts = patient_split(order, val_fraction=val_share, test_fraction=test_share, seed=SPLIT_SEED)
         except ValueError as err:
             raise ValueError(f"{root}: {len(scans)} scan(s) cannot make patient-level train/val/test splits "
                              f"({err}); the look-alike needs at least 3 scans") from None
@@ -471,7 +356,7 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
     _discard_if(force, out_dir)
     wanted = {uid: scans[uid] for split in SPLITS for uid in by_split[split]}
     prepare_candidate_cubes(wanted, candidates, out_dir, size=cube, spacing=config.spacing_mm,
-                            max_negatives_per_scan=cap, seed=sources.SPLIT_SEED, num_workers=config.num_workers,
+                            max_negatives_per_scan=cap, seed=SPLIT_SEED, num_workers=config.num_workers,
                             progress=progress)
     items = read_manifest(out_dir, "candidate_cubes")["items"]
     datasets, labels, patients = {}, {}, {}
@@ -517,7 +402,7 @@ def xray_pneumonia_demo(profile: str, *, size: int | None = None, progress: bool
 
 
 def nodule_demo(profile: str, *, cube: Sequence[int] | None = None, n_per_class: int = 8,
-                test_case: str | None = None, seed: int = sources.SPLIT_SEED) -> ClassificationData:
+                test_case: str | None = None, seed: int = SPLIT_SEED) -> ClassificationData:
     """DEMO (tiny): lesion-centred (1) vs lung-parenchyma (0) cubes of the two demo chest CTs
     (:func:`pcrl_lib.data.demo.nodule_demo`), HU window [-1000, 1000] → [0, 1] as in pretraining.
 
@@ -571,10 +456,3 @@ def load_task(name: str, profile: str, data_root: str | os.PathLike | None = Non
         return nodule_demo(profile, **options)
     raise ValueError(f"unknown classification task {name!r}; valid: {', '.join(TASKS + DEMO_TASKS)}")
 
-
-def encoder_tag(path: str | os.PathLike | None) -> str:
-    """A short stamp of an encoder export (its size and modification time), ``"none"`` without one: the
-    fine-tuning folders carry it, so a re-pretrained encoder is fine-tuned afresh instead of being reused."""
-    if path is None:
-        return "none"
-    return fingerprint(input_signature(path))[:8]

@@ -19,20 +19,21 @@ real       ``DATA_ROOT/lits`` (LiTS 2017, or the Decathlon Task03)   ``DATA_ROOT
 Preparation (:func:`pcrl_lib.data.preprocess.prepare_segmentation_cases`, cached and resumable): CT → HU window
 ``CT_WINDOWS["liver"]`` → [0, 1]; MRI → z-score per channel inside the brain (non-zero voxels); the first image is
 resampled to ``spacing_mm`` (isotropic), other channels and the mask are resampled onto its grid (mask: nearest
-neighbour). :func:`default_spacing`: the profile's ``DataConfig.spacing_mm`` (1 mm) in ``paper``; coarser in
-``quick``/``smoke`` (:data:`CPU_SPACING_MM`) so that sliding-window inference over a whole case takes seconds on a
-CPU; :data:`DEMO_SPACING_MM` for the demo volumes (their slices are 2–6.5 mm apart anyway).
+neighbour). :func:`default_spacing`: the profile's ``DataConfig.lits_spacing_mm`` / ``brats_spacing_mm`` (1 mm in
+``paper``; coarser in ``quick``/``smoke`` so that sliding-window inference over a whole case takes seconds on a
+CPU) and ``DataConfig.seg_demo_spacing_mm`` for the demo volumes (their slices are 2–6.5 mm apart anyway).
 
 Before preparing, every case's files are checked from their headers (shape and spacing of the mask and of each
 modality against the first image: a mismatch is an error naming both files, never a silent resampling); after
 preparing, the label values found are checked against the dataset's (LiTS {0, 1, 2}; BraTS {0, 1, 2, 4}; demo {0, 1}).
 
-Splits (:func:`split_cases`): one case is one patient in both datasets, so cases are split 70 / 10 / 20 %
+Splits (:func:`pcrl_lib.data.splits.split_cases`): one case is one patient in both datasets, so cases are split 70 / 10 / 20 %
 (train / val / test) with the kit's fixed ``SPLIT_SEED`` — every split gets at least one case, so three cases
 are enough. The demo has two cases: train on one, test on the other; with no third case the training case
 also serves for model selection (``data.notes`` says so; the test case stays unseen).
 
-Structures (one sigmoid output channel each, see :mod:`pcrl_lib.finetune.segment`): LiTS liver = {1, 2},
+Structures (:data:`pcrl_lib.data.lits.STRUCTURES`, :data:`pcrl_lib.data.brats.STRUCTURES`; one sigmoid output
+channel each in :mod:`pcrl_lib.finetune.segment`, which also builds the task's networks and run folders): LiTS liver = {1, 2},
 tumour = {2}; BraTS WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; demo: liver = {1} (pseudo-label), tumour = {1}.
 Result rows name the task with its source (:attr:`SegmentationData.task_name`: ``lits``, ``lits_synthetic``,
 ``lits_demo``, ...), so numbers measured on look-alikes are never mistaken for the real benchmark's.
@@ -48,43 +49,23 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..config import get_profile
-from ..finetune.segment import BRATS_STRUCTURES, LITS_STRUCTURES
 from ..paths import cache_dir
 from . import brats, lits
 from .cache import SegmentationCaseDataset, read_manifest
 from .preprocess import CT_WINDOWS, SegmentationCase, prepare_segmentation_cases
-from .sources import SPLIT_SEED  # the kit's fixed patient-split seed: every notebook sees the same split
+from .splits import SPLIT_SEED, SPLITS, split_cases
 
 TASKS = ("lits", "brats")
 SOURCES = ("synthetic", "demo", "real")
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
-STRUCTURES = {"lits": LITS_STRUCTURES, "brats": BRATS_STRUCTURES}
+STRUCTURES = {"lits": lits.STRUCTURES, "brats": brats.STRUCTURES}
 DEMO_STRUCTURES = {"lits": {"liver": (1,)}, "brats": {"tumour": (1,)}}
 LABEL_VALUES = {"lits": (0, 1, 2), "brats": (0, 1, 2, 4)}
 MODALITY = {"lits": "ct", "brats": "mri"}
-# Resampling targets (mm) of the CPU profiles; ``paper`` takes DataConfig.spacing_mm.
-CPU_SPACING_MM = {"smoke": {"lits": 2.0, "brats": 2.0}, "quick": {"lits": 1.5, "brats": 2.0}}
-# The demo volumes (a whole abdomen or head, slices 2–6.5 mm apart) per profile: coarse enough that sliding-window
-# inference over a whole demo case takes seconds on a CPU.
-DEMO_SPACING_MM = {"smoke": 6.0, "quick": 4.0, "paper": 3.0}
 # The demo's fixed split: (train = val, test). The abdominal CTs are two different patients (different anatomy
 # and scanner frames); the brain MRIs are two cases of the pyradiomics test data.
 DEMO_SPLITS = {"lits": ("abdomen_ct", "abdomen_ct_dicom"), "brats": ("brain1", "brain2")}
 _DEMO_LIVER_SOURCES = {"abdomen_ct": "nifti", "abdomen_ct_dicom": "dicom"}
 _SPACING_RTOL = 1e-3
-# The initialisations notebooks 08/09 compare by default: a 3D segmentation run costs more than a classification
-# run, so the CPU profiles keep scratch, the restoration baseline and PCRL.
-COMPARISON_METHODS = {
-    "smoke": ("scratch", "pcrl"),
-    "quick": ("scratch", "models_genesis", "pcrl"),
-    "paper": ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl"),
-}
-# Training patches per epoch per case of the FULL training split (every label fraction draws that many).
-PATCHES_PER_CASE = 4
-# A CPU-profile run takes ~60 optimiser steps (8 epochs × 7 steps): at the paper's 1e-3 the networks are still far
-# from converged, at 3e-3 the liver / whole tumour are learned (measured on the synthetic look-alikes).
-CPU_LR_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -165,43 +146,15 @@ def _check_task(task: str) -> None:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
-def default_methods(profile: str) -> tuple[str, ...]:
-    """The initialisations notebooks 08/09 compare in ``profile`` when their ``METHODS`` is None."""
-    get_profile(profile)
-    return COMPARISON_METHODS[profile]
-
-
-def finetune_config(profile: str, epochs: int | None = None, lr: float | None = None):
-    """The profile's :class:`~pcrl_lib.config.FinetuneConfig` for segmentation: ``epochs``/``lr`` override it;
-    without ``lr`` the CPU profiles (smoke, quick) train at :data:`CPU_LR_FACTOR` × the profile's rate."""
-    cfg = get_profile(profile).finetune
-    factor = 1.0 if profile == "paper" else CPU_LR_FACTOR
-    return cfg.override(epochs=int(epochs) if epochs else cfg.epochs, lr=float(lr) if lr else cfg.lr * factor)
-
-
-def default_overlap(profile: str) -> float:
-    """Sliding-window overlap: 0.5 in ``paper``, 0.25 on a CPU (fewer windows per volume)."""
-    get_profile(profile)
-    return 0.5 if profile == "paper" else 0.25
-
-
-def default_patches_per_epoch(data: "SegmentationData") -> int:
-    """Training patches per epoch at every label fraction: :data:`PATCHES_PER_CASE` per case of the full training
-    split, so a 10 % run takes as many optimiser steps as a 100 % run."""
-    return PATCHES_PER_CASE * len(data.splits["train"])
-
-
 def default_spacing(task: str, profile: str, source: str = "synthetic") -> float:
     """The isotropic resampling target (mm) of ``task`` in ``profile`` (see the module doc)."""
     _check_task(task)
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    get_profile(profile)
+    data = get_profile(profile).data
     if source == "demo":
-        return DEMO_SPACING_MM[profile]
-    if profile in CPU_SPACING_MM:
-        return CPU_SPACING_MM[profile][task]
-    return float(get_profile(profile).data.spacing_mm)
+        return data.seg_demo_spacing_mm
+    return data.lits_spacing_mm if task == "lits" else data.brats_spacing_mm
 
 
 def select_structures(task: str, names: Sequence[str] | None = None, source: str = "synthetic"
@@ -219,31 +172,6 @@ def select_structures(task: str, names: Sequence[str] | None = None, source: str
             f"{task} has the structures {tuple(available)}"
         raise ValueError(f"structures {tuple(names)}: {what}; pick from those")
     return {n: tuple(available[n]) for n in names}
-
-
-def split_cases(names: Sequence[str], fractions: Sequence[float] = SPLIT_FRACTIONS,
-                seed: int = SPLIT_SEED) -> dict[str, tuple[str, ...]]:
-    """Patient-level train / val / test split of case names (one case = one patient).
-
-    ``round(f · N)`` cases go to val and test, at least one each; train takes the rest (at least one), so
-    ``N = 3`` gives 1 / 1 / 1 and ``N = 131`` (LiTS) 92 / 13 / 26. The cases are drawn in the seeded order of
-    :func:`pcrl_lib.finetune.fractions.split_patients`; each split is returned sorted.
-    """
-    from ..finetune.fractions import split_patients
-
-    names = [str(n) for n in names]
-    if len(set(names)) != len(names):
-        raise ValueError("case names must be unique (one case per patient)")
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three positive shares (train, val, test) summing to 1, got {fractions}")
-    n = len(names)
-    n_val, n_test = (max(1, round(f * n)) for f in fractions[1:])
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ValueError(f"{n} case(s) cannot fill train, val and test splits: at least 3 are needed")
-    # Exact shares, so that split_patients' rounding reproduces these counts.
-    parts = split_patients(names, (n_train / n, n_val / n, n_test / n), seed=seed, names=SPLITS)
-    return {split: tuple(sorted(names[i] for i in index)) for split, index in parts.items()}
 
 
 # ----------------------------------------------------------------------------------------- listing cases
@@ -451,82 +379,3 @@ def load_task(task: str, profile: str, data_root: str | os.PathLike | None = Non
     log(f"{data.task_name}: {len(names)} cases ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}) at "
         f"{spacing:g} mm, channels {', '.join(channels)}, structures {', '.join(chosen)} → {prepared}")
     return data
-
-
-# ------------------------------------------------------------------------------------------ models for a task
-def segmenter_factory(data: SegmentationData, pretrained: str | os.PathLike | None = None, *,
-                      width: int | None = None, load_decoder: bool = True):
-    """A function building a fresh 3D U-Net for ``data`` (what :func:`pcrl_lib.finetune.run_finetune` calls).
-
-    ``C_in = data.in_channels`` (the pretrained first convolution is adapted when it differs), one output
-    channel per structure. ``pretrained``: an ``encoder.pt`` (its encoder, and its decoder when it has one and
-    ``load_decoder``); None = scratch with ``width`` base channels (pass the pretraining width for a fair
-    comparison; a pretrained network takes the export's width).
-    """
-    from ..finetune.segment import build_segmenter
-
-    def make():
-        return build_segmenter(3, len(data.structures), pretrained=pretrained, in_channels=data.in_channels,
-                               width=None if pretrained is not None else width, load_decoder=load_decoder)
-
-    return make
-
-
-def _last_conv_key(model) -> str:
-    """State-dict key of the weight of the last convolution (the head predicting one channel per structure)."""
-    from torch import nn
-
-    convs = [name for name, sub in model.named_modules() if isinstance(sub, (nn.Conv2d, nn.Conv3d))]
-    if not convs:
-        raise ValueError(f"{type(model).__name__} has no convolution")
-    return f"{convs[-1]}.weight"
-
-
-def load_finetuned(model, path: str | os.PathLike):
-    """Load fine-tuned weights (a run's ``best.pt``) into ``model`` and return it in eval mode.
-
-    A checkpoint of another input channel count or number of structures raises ``ValueError`` saying which,
-    instead of a size-mismatch traceback."""
-    from ..checkpoint import load_checkpoint
-    from ..finetune.pretrained import first_conv_key
-
-    state = load_checkpoint(path)
-    own = model.state_dict()
-    first = first_conv_key(model)
-    missing = sorted(set(own) - set(state))
-    if missing or set(state) - set(own):
-        raise ValueError(f"{path}: the checkpoint's parameters do not match this network (e.g. "
-                         f"{(missing or sorted(set(state) - set(own)))[0]!r}); was it fine-tuned with another "
-                         "architecture or width?")
-    theirs, ours = state[first].shape[1], own[first].shape[1]
-    if theirs != ours:
-        raise ValueError(f"{path} was fine-tuned with {theirs} input channel(s) but this network takes {ours}; "
-                         f"build it with in_channels={theirs} (the run's CHANNELS)")
-    head = _last_conv_key(model)
-    if state[head].shape[0] != own[head].shape[0]:
-        raise ValueError(f"{path} was fine-tuned for {state[head].shape[0]} structure(s) but this network predicts "
-                         f"{own[head].shape[0]}; build it with the run's structures")
-    for key, value in own.items():
-        if state[key].shape != value.shape:
-            raise ValueError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, this network needs "
-                             f"{tuple(value.shape)}; was it fine-tuned with another width?")
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def run_folder(output_dir: str | os.PathLike, data: SegmentationData, task, cfg, method: str,
-               encoder: str | os.PathLike | None) -> Path:
-    """``<output_dir>/finetune/<task_name>/<method>-<export stamp>-<settings stamp>``: the experiment folder of one
-    initialisation (:func:`pcrl_lib.finetune.run_finetune` puts one sub-folder per fraction and seed in it).
-
-    The export stamp follows the encoder file (size, mtime; "none" for scratch) and the settings stamp the data
-    (source, spacing, channels, structures, split), the task (window, overlap, patches, ...) and the fine-tuning
-    config except the fractions and seeds, which only pick sub-folders. So a re-pretrained encoder or a changed
-    parameter trains afresh in a new folder, while a rerun with the same settings reuses the finished runs.
-    """
-    from .cache import fingerprint, input_signature
-
-    export = "none" if encoder is None else fingerprint(input_signature(encoder))[:8]
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("label_fractions", "seeds")}
-    stamp = fingerprint([data.describe(), task.describe(), settings])[:8]
-    return Path(output_dir) / "finetune" / data.task_name / f"{method}-{export}-{stamp}"

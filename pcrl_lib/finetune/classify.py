@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..metrics import roc_auc
+from ..transforms import normalize
 from ..models import ClassificationHead, build_encoder
 from .loop import EvalContext
 from .pretrained import init_encoder, load_export, resolve_arch
@@ -190,3 +192,33 @@ class ClassificationTask:
             out.append(MetricValue(f"auc_{c.name}", c.auc, c.ci_low, c.ci_high,
                                    {"n_pos": c.n_pos, "n_neg": c.n_neg, "reason": c.reason}))
         return out
+
+
+# ------------------------------------------------------------------------------------------- a task's models
+class ImageNetNormalize:
+    """``(B, 3, H, W)`` in [0, 1] → ImageNet-normalised: the 2D encoders were pretrained on such inputs
+    (:class:`~pcrl_lib.transforms.PCRLViews2D`), so fine-tuning feeds them the same statistics."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x)
+
+
+def classification_task(data: Any) -> ClassificationTask:
+    """The :class:`ClassificationTask` of a :class:`~pcrl_lib.data.tasks_cls.ClassificationData` (its name,
+    classes and dimensionality; ImageNet normalisation in 2D)."""
+    return ClassificationTask(data.name, data.class_names, data.spatial_dims,
+                              transform=ImageNetNormalize() if data.spatial_dims == 2 else None)
+
+
+def classifier_factory(data: Any, pretrained: str | os.PathLike | None, *, width: int | None = None,
+                       dropout: float = 0.2) -> Callable[[], nn.Module]:
+    """A zero-argument factory of the classifier of ``data`` (a :class:`~pcrl_lib.data.tasks_cls.ClassificationData`;
+    what :func:`~pcrl_lib.finetune.run_finetune` calls once per run).
+
+    ``pretrained``: an encoder export (``encoder.pt``) or None for a random initialisation. ``width``: the
+    3D encoder's width for a random initialisation, so that it has the architecture of the exports it is
+    compared with (a pretrained 3D encoder takes its width from the export)."""
+    kw = {"dropout": dropout}
+    if data.spatial_dims == 3 and pretrained is None and width is not None:
+        kw["width"] = width
+    return partial(build_classifier, data.spatial_dims, len(data.class_names), pretrained=pretrained, **kw)

@@ -24,8 +24,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import FinetuneConfig
+from ..data.cache import fingerprint, input_signature
+from ..data.splits import patient_ids, sample_fraction
 from ..env import seed_everything
-from .fractions import patient_ids, sample_fraction
 from .loop import eval_context, fit
 from .records import ResultRow, save_rows
 
@@ -101,3 +102,44 @@ def run_finetune(task: Any, make_model: Callable[[], nn.Module], train_set: Data
             rows.extend(run_rows)
     save_rows(rows, out / "results.json")
     return rows
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+# FinetuneConfig fields that pick which runs are made (sub-folders, initialisations) or are already applied to
+# other fields (the segmentation lr factor is in lr, the overlap in the task's description): not in the stamp.
+_NOT_IN_STAMP = ("label_fractions", "seeds", "methods_cls", "methods_seg", "seg_overlap", "seg_lr_factor")
+
+
+def encoder_tag(path: str | os.PathLike | None) -> str:
+    """A short stamp of an encoder export (its size and modification time), ``"none"`` without one: the
+    fine-tuning folders carry it, so a re-pretrained encoder is fine-tuned afresh instead of being reused."""
+    if path is None:
+        return "none"
+    return fingerprint(input_signature(path))[:8]
+
+
+def classification_run_folder(output_dir: str | os.PathLike, data: Any, method: str,
+                              encoder: str | os.PathLike | None) -> Path:
+    """``<output_dir>/finetune/<task>/<variant>/<method>-<export stamp>``: the experiment folder of one
+    initialisation on a :class:`~pcrl_lib.data.tasks_cls.ClassificationData` (:func:`run_finetune` puts one
+    sub-folder per fraction and seed in it). The variant names the data's build (sizes, policy) and the stamp the
+    encoder file (:func:`encoder_tag`), so other inputs or a re-pretrained encoder train afresh."""
+    return Path(output_dir) / "finetune" / data.name / data.variant / f"{method}-{encoder_tag(encoder)}"
+
+
+def segmentation_run_folder(output_dir: str | os.PathLike, data: Any, task: Any, cfg: FinetuneConfig, method: str,
+                            encoder: str | os.PathLike | None) -> Path:
+    """``<output_dir>/finetune/<task_name>/<method>-<export stamp>-<settings stamp>``: the experiment folder of one
+    initialisation on a :class:`~pcrl_lib.data.tasks_seg.SegmentationData` (:func:`run_finetune` puts one
+    sub-folder per fraction and seed in it).
+
+    The export stamp follows the encoder file (size, mtime; "none" for scratch) and the settings stamp the data
+    (source, spacing, channels, structures, split), the task (window, overlap, patches, ...) and the fine-tuning
+    config except the fractions and seeds, which only pick sub-folders (and the fields that pick the runs
+    or are already applied to others, :data:`_NOT_IN_STAMP`). So a re-pretrained encoder or a changed
+    parameter trains afresh in a new folder, while a rerun with the same settings reuses the finished runs.
+    """
+    export = encoder_tag(encoder)
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_STAMP}
+    stamp = fingerprint([data.describe(), task.describe(), settings])[:8]
+    return Path(output_dir) / "finetune" / data.task_name / f"{method}-{export}-{stamp}"

@@ -11,6 +11,8 @@ training, the usual choice for nested BraTS regions)::
     LITS_STRUCTURES  = {"liver": (1, 2), "tumour": (2,)}            # the tumour lies inside the liver
     BRATS_STRUCTURES = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}  # whole tumour ⊃ core ⊃ enhancing
 
+(defined with the datasets' labels: :data:`pcrl_lib.data.lits.STRUCTURES`, :data:`pcrl_lib.data.brats.STRUCTURES`).
+
 Model (:func:`build_segmenter`): the 2D ResNet-18 U-Net or the 3D Models-Genesis U-Net with raw logits
 (no final activation), ``out_channels = K``. Encoder from a pretraining export (first convolution adapted to
 ``C_in``), decoder too when the export has one (its head is re-made when ``K`` differs from the
@@ -40,14 +42,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..checkpoint import load_checkpoint
+from ..config import FinetuneConfig, get_profile
 from ..metrics import bootstrap_mean_ci, dice, hd95
 from ..models import build_unet
 from .loop import EvalContext
-from .pretrained import init_encoder, load_export, load_state, resolve_arch
+from .pretrained import first_conv_key, init_encoder, load_export, load_state, resolve_arch
 from .records import MetricValue
 
-LITS_STRUCTURES = {"liver": (1, 2), "tumour": (2,)}
-BRATS_STRUCTURES = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 WEIGHTINGS = ("gaussian", "uniform")
 # Spatial sizes must pass the U-Net's pooling: multiples of 32 (five halvings) in 2D, 8 (three) in 3D.
 _MULTIPLE = {2: 32, 3: 8}
@@ -417,3 +419,77 @@ class SegmentationTask:
                                        {"n_cases": len(distances), "n_undefined": int(np.isnan(distances[:, k]).sum()),
                                         "unit": "mm"}))
         return out
+
+
+# ----------------------------------------------------------------------------- a segmentation task's runs
+# Training patches per epoch per case of the FULL training split (every label fraction draws that many).
+PATCHES_PER_CASE = 4
+
+
+def segmentation_config(profile: str, epochs: int | None = None, lr: float | None = None) -> FinetuneConfig:
+    """The profile's :class:`~pcrl_lib.config.FinetuneConfig` for segmentation: ``epochs``/``lr`` override it;
+    without ``lr`` the rate is the profile's ``lr`` × ``seg_lr_factor`` (3 on the CPU profiles: their ~60 optimiser
+    steps leave the networks far from converged at the paper's 1e-3; 1 in ``paper``)."""
+    cfg = get_profile(profile).finetune
+    return cfg.override(epochs=int(epochs) if epochs else cfg.epochs,
+                        lr=float(lr) if lr else cfg.lr * cfg.seg_lr_factor)
+
+
+def default_patches_per_epoch(data: "SegmentationData") -> int:
+    """Training patches per epoch at every label fraction: :data:`PATCHES_PER_CASE` per case of the full training
+    split (``data``: a :class:`~pcrl_lib.data.tasks_seg.SegmentationData`), so a 10 % run takes as many optimiser
+    steps as a 100 % run."""
+    return PATCHES_PER_CASE * len(data.splits["train"])
+
+
+def segmenter_factory(data: "SegmentationData", pretrained: str | os.PathLike | None = None, *,
+                      width: int | None = None, load_decoder: bool = True):
+    """A function building a fresh 3D U-Net for ``data`` (what :func:`pcrl_lib.finetune.run_finetune` calls).
+
+    ``C_in = data.in_channels`` (the pretrained first convolution is adapted when it differs), one output
+    channel per structure. ``pretrained``: an ``encoder.pt`` (its encoder, and its decoder when it has one and
+    ``load_decoder``); None = scratch with ``width`` base channels (pass the pretraining width for a fair
+    comparison; a pretrained network takes the export's width).
+    """
+    def make():
+        return build_segmenter(3, len(data.structures), pretrained=pretrained, in_channels=data.in_channels,
+                               width=None if pretrained is not None else width, load_decoder=load_decoder)
+
+    return make
+
+
+def _last_conv_key(model) -> str:
+    """State-dict key of the weight of the last convolution (the head predicting one channel per structure)."""
+    convs = [name for name, sub in model.named_modules() if isinstance(sub, (nn.Conv2d, nn.Conv3d))]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no convolution")
+    return f"{convs[-1]}.weight"
+
+
+def load_finetuned(model, path: str | os.PathLike):
+    """Load fine-tuned weights (a run's ``best.pt``) into ``model`` and return it in eval mode.
+
+    A checkpoint of another input channel count or number of structures raises ``ValueError`` saying which,
+    instead of a size-mismatch traceback."""
+    state = load_checkpoint(path)
+    own = model.state_dict()
+    first = first_conv_key(model)
+    missing = sorted(set(own) - set(state))
+    if missing or set(state) - set(own):
+        raise ValueError(f"{path}: the checkpoint's parameters do not match this network (e.g. "
+                         f"{(missing or sorted(set(state) - set(own)))[0]!r}); was it fine-tuned with another "
+                         "architecture or width?")
+    theirs, ours = state[first].shape[1], own[first].shape[1]
+    if theirs != ours:
+        raise ValueError(f"{path} was fine-tuned with {theirs} input channel(s) but this network takes {ours}; "
+                         f"build it with in_channels={theirs} (the run's CHANNELS)")
+    head = _last_conv_key(model)
+    if state[head].shape[0] != own[head].shape[0]:
+        raise ValueError(f"{path} was fine-tuned for {state[head].shape[0]} structure(s) but this network predicts "
+                         f"{own[head].shape[0]}; build it with the run's structures")
+    for key, value in own.items():
+        if state[key].shape != value.shape:
+            raise ValueError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, this network needs "
+                             f"{tuple(value.shape)}; was it fine-tuned with another width?")
+    model.load_state_dict(state)
+    return model.eval()

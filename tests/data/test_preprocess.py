@@ -422,14 +422,14 @@ def test_2d_pretraining_cache_is_the_source_resolution_not_the_view_size(embedde
     from pcrl_lib.config import get_profile
     from pcrl_lib.experiments import pretraining_dataset
 
-    source = get_profile("smoke").data.image_size_2d
+    source = get_profile("smoke").data.source_size_2d
     data = pretraining_dataset("smoke", 2, progress=False, image_size_2d=source // 2)    # views half the cache
     assert data[0].shape == (1, source, source)
     with pytest.raises(ValueError, match="smaller than the views"):
         pretraining_dataset("smoke", 2, progress=False, image_size_2d=source * 2)
     quick, paper = get_profile("quick"), get_profile("paper")
-    assert quick.data.image_size_2d == 2 * quick.pretrain.image_size_2d       # 128 px source, 64 px views
-    assert paper.data.image_size_2d == 1024 and paper.pretrain.image_size_2d == 224   # NIH's originals
+    assert quick.data.source_size_2d == 2 * quick.pretrain.image_size_2d       # 128 px source, 64 px views
+    assert paper.data.source_size_2d == 1024 and paper.pretrain.image_size_2d == 224   # NIH's originals
 
 
 def test_run_config_records_the_data_recipe(tmp_path):

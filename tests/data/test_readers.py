@@ -16,6 +16,7 @@ from PIL import Image
 from pcrl_lib.data import brats, chexpert, lits, luna, nih, synthetic
 from pcrl_lib.data.check import check
 from pcrl_lib.data.images2d import ClassificationDataset, ImageRecord, load_image, resize_image
+from pcrl_lib.data.splits import patient_split
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,9 @@ def test_nih_labels_gzip_same_as_plain(roots, tmp_path):
 def test_patient_split_is_seeded_and_patient_level():
     patients = np.repeat(np.arange(200), 3).astype(str)
     table = pd.DataFrame({"image": [f"{i}.png" for i in range(600)], "patient_id": patients})
-    first = nih.patient_split(table, val_fraction=0.1, seed=1, test_fraction=0.2)
-    again = nih.patient_split(table, val_fraction=0.1, seed=1, test_fraction=0.2)
-    other = nih.patient_split(table, val_fraction=0.1, seed=2, test_fraction=0.2)
+    first = patient_split(table, val_fraction=0.1, seed=1, test_fraction=0.2)
+    again = patient_split(table, val_fraction=0.1, seed=1, test_fraction=0.2)
+    other = patient_split(table, val_fraction=0.1, seed=2, test_fraction=0.2)
     sets = {k: set(v["patient_id"]) for k, v in first.items()}
     assert {k: len(v) for k, v in sets.items()} == {"train": 140, "val": 20, "test": 40}
     assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
@@ -276,7 +277,7 @@ BAD_INPUTS = {
     "split file fields": (lambda t: _split_file(t, "a.png 0 1"), ValueError, r"line 1 has 3 fields, expected 15"),
     "split file label": (lambda t: _split_file(t, "a.png " + " ".join(["0"] * 13 + ["2"])), ValueError,
                          r"label '2' for Hernia; labels must be 0 or 1"),
-    "patient split too small": (lambda t: (lambda: nih.patient_split(
+    "patient split too small": (lambda t: (lambda: patient_split(
         pd.DataFrame({"patient_id": ["1", "2"]}), val_fraction=0.3, test_fraction=0.3)), ValueError,
                                 r"cannot split 2 patient\(s\)"),
     "chexpert policy": (lambda t: _chexpert_csv(t, policy="maybe"), ValueError, r"policy must be one of"),
@@ -358,5 +359,5 @@ def test_real_nih_label_table_from_demo_cache():
     counts = table[list(nih.NIH_LABELS)].sum()
     assert counts["Infiltration"] == 19_894 and counts["Hernia"] == 227
     assert (table[list(nih.NIH_LABELS)].sum(axis=1) == 0).sum() == 60_361  # the "No Finding" rows
-    splits = nih.patient_split(table, val_fraction=0.1, seed=0, test_fraction=0.2)
+    splits = patient_split(table, val_fraction=0.1, seed=0, test_fraction=0.2)
     assert not set(splits["train"]["patient_id"]) & set(splits["test"]["patient_id"])

@@ -18,6 +18,7 @@ from pcrl_lib.data.cache import read_manifest
 from pcrl_lib.data.demo import load_manifest
 from pcrl_lib.data.dicom import read_dicom_image
 from pcrl_lib.data.images2d import load_image
+from pcrl_lib.data.splits import nih_splits
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_embedded_lists_name_existing_files_without_held_out_images(embedded):
     assert sum(p.suffix.lower() == ".jpeg" for p in images) == 16
     # The synthetic NIH part is its training split: no test-list image, no validation patient.
     nih_root = embedded / "synthetic" / "smoke" / "nih"
-    splits = sources.nih_splits(nih_root)
+    splits = nih_splits(nih_root)
     synthetic_names = {p.name for p in images if p.parent.parent.name == "nih"}
     assert synthetic_names == set(splits["train"]["image"])
     assert not synthetic_names & (set(splits["test"]["image"]) | set(splits["val"]["image"]))
@@ -128,7 +129,7 @@ def test_missing_demo_data_says_how_to_fetch(empty_cache):
 # ------------------------------------------------------------------------------------------ real data
 def test_data_root_takes_the_real_layout_path(data_root, empty_cache):
     images = sources.pretraining_images_2d("paper", data_root)
-    train = sources.nih_splits(data_root / "nih")["train"]
+    train = nih_splits(data_root / "nih")["train"]
     assert images == [(data_root / "nih" / "images" / name).resolve() for name in train["image"]]
     test_names = set((data_root / "nih" / "test_list.txt").read_text().split())
     assert test_names and not {p.name for p in images} & test_names
@@ -168,7 +169,7 @@ def test_bad_data_root_and_arguments_give_clear_errors(data_root, tmp_path, empt
 def test_incomplete_real_datasets_are_named(tmp_path, empty_cache):
     root = tmp_path / "DATA_ROOT"
     synthetic.write("nih", root / "nih", n=16, seed=2, size=32)
-    train = sources.nih_splits(root / "nih")["train"]
+    train = nih_splits(root / "nih")["train"]
     (root / "nih" / "images" / train["image"].iloc[0]).unlink()
     with pytest.raises(FileNotFoundError, match=f"1 image.*not found, e.g. \\['{train['image'].iloc[0]}'\\]"):
         sources.pretraining_images_2d("paper", root)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pcrl_lib.data import chexpert as chexpert_reader
-from pcrl_lib.data import luna, nih, sources, synthetic, tasks_cls
+from pcrl_lib.data import luna, nih, splits, synthetic, tasks_cls
 from pcrl_lib.data.tasks_cls import ArrayDataset, ClassificationData
-from pcrl_lib.transforms import normalize
+from pcrl_lib.finetune.classify import classification_task
 
 
 def _names(dataset):
@@ -45,9 +45,9 @@ def test_nih14_uses_the_official_test_list_and_a_defined_validation_split(embedd
     train_val = set((root / "train_val_list.txt").read_text().split())
     assert set(_names(data.train)) | set(_names(data.val)) == train_val
     # The smoke look-alike's 10 % holds one image with one finding: no AUC. The split grows from the kit's own.
-    kit_val = sources.nih_splits(root)["val"]
-    assert not tasks_cls.has_defined_auc(kit_val[list(nih.NIH_LABELS)].to_numpy(np.float32))
-    assert tasks_cls.has_defined_auc(data.labels["val"])
+    kit_val = splits.nih_splits(root)["val"]
+    assert not splits.has_defined_auc(kit_val[list(nih.NIH_LABELS)].to_numpy(np.float32))
+    assert splits.has_defined_auc(data.labels["val"])
     assert set(kit_val["patient_id"]) < set(data.patients["val"]) and "grown by" in data.protocol["val"]
     image, labels = data.train[0]
     assert image.shape == (1, 64, 64) and image.dtype == torch.float32 and 0 <= image.min() < image.max() <= 1
@@ -57,27 +57,6 @@ def test_nih14_uses_the_official_test_list_and_a_defined_validation_split(embedd
     np.testing.assert_array_equal(data.labels["train"][0], expected)
     assert len(data.train_patients) == len(data.train) and data.variant == "64px"
     assert tasks_cls.chestxray14("smoke", size=32, progress=False).train[0][0].shape == (1, 32, 32)
-
-
-def test_grow_validation_split_starts_from_the_kit_split_and_grows_by_patient():
-    table = pd.DataFrame({"patient_id": [f"p{i}" for i in range(10)], "a": 0.0})
-    # The seeded patient order of nih.patient_split: the k-th patient is the one the k-patient split adds.
-    order, seen = [], set()
-    for k in range(1, 10):
-        val = set(nih.patient_split(table, val_fraction=k / 10, seed=0)["val"]["patient_id"])
-        order += sorted(val - seen)
-        seen = val
-    third_positive = table.assign(a=(table["patient_id"] == order[2]).astype(float))
-    parts, added = tasks_cls.grow_validation_split(third_positive, ["a"], 0.1, seed=0)
-    assert added == 2 and set(parts["val"]["patient_id"]) == set(order[:3])
-    assert not set(parts["train"]["patient_id"]) & set(parts["val"]["patient_id"])
-    first_positive = table.assign(a=(table["patient_id"] == order[0]).astype(float))
-    parts, added = tasks_cls.grow_validation_split(first_positive, ["a"], 0.2, seed=0)
-    assert added == 0 and parts["val"].equals(nih.patient_split(first_positive, val_fraction=0.2, seed=0)["val"])
-    with pytest.raises(ValueError, match="labels.csv: no patient-level validation split"):
-        tasks_cls.grow_validation_split(table, ["a"], 0.1, what="labels.csv")
-    with pytest.raises(ValueError, match="at least 2"):
-        tasks_cls.grow_validation_split(table.iloc[:1], ["a"], 0.1)
 
 
 # ------------------------------------------------------------------------------------------------ CheXpert
@@ -98,7 +77,7 @@ def test_chexpert_policies_change_only_the_uncertain_training_labels(embedded):
     # An unknown label reaches the task as "not known", so it is masked out of the loss and the AUC.
     row = int(np.flatnonzero(np.isnan(ignore.labels["train"]).any(axis=1))[0])
     image, labels = ignore.train[row]
-    _, y, known = ignore.task().unpack((image[None], labels[None]))
+    _, y, known = classification_task(ignore).unpack((image[None], labels[None]))
     assert not known.all() and torch.equal(known[0], torch.from_numpy(~np.isnan(ignore.labels["train"][row])))
     assert ones.variant != zeros.variant != ignore.variant
     with pytest.raises(ValueError, match="uncertainty policy"):
@@ -110,24 +89,14 @@ def test_luna16_lookalike_cubes_are_split_by_scan(embedded):
     data = tasks_cls.luna16_fpr("smoke", progress=False)
     root = embedded / "synthetic" / "smoke" / "luna16"
     candidates = luna.read_candidates(luna.find_candidates(root))
-    assert sorted(set().union(*(set(data.patients[s]) for s in tasks_cls.SPLITS))) == sorted(luna.scan_index(root))
-    for split in tasks_cls.SPLITS:
+    assert sorted(set().union(*(set(data.patients[s]) for s in splits.SPLITS))) == sorted(luna.scan_index(root))
+    for split in splits.SPLITS:
         mine = candidates[candidates["seriesuid"].isin(set(data.patients[split]))]
         assert len(getattr(data, split)) == len(mine) and data.labels[split].sum() == mine["class"].sum()
     cube, label = data.test[0]
     assert cube.shape == (1, 16, 16, 8) and 0 <= cube.min() <= cube.max() <= 1
     assert label.item() == data.labels["test"][0, 0]
     assert data.protocol["max_negatives_per_scan"] is None and data.variant == "16x16x8_negall"
-
-
-def test_luna_subset_split_follows_the_subsets():
-    scans = {f"uid{i}": f"/x/subset{i}/uid{i}.mhd" for i in range(10)}
-    split = tasks_cls.luna_subset_split(scans)
-    assert split == {"train": [f"uid{i}" for i in range(6)], "val": ["uid6"], "test": ["uid7", "uid8", "uid9"]}
-    with pytest.raises(ValueError, match=r"test split is empty: no scans in subset\(s\) \[7, 8, 9\]"):
-        tasks_cls.luna_subset_split({k: v for k, v in scans.items() if k < "uid7"})
-    with pytest.raises(ValueError, match="subset0..subset9"):
-        tasks_cls.luna_subset_split({"a": "/x/scans/a.mhd"})
 
 
 def test_real_luna16_layout_uses_the_subsets_and_caps_negatives(embedded, tmp_path):
@@ -137,7 +106,7 @@ def test_real_luna16_layout_uses_the_subsets_and_caps_negatives(embedded, tmp_pa
     assert [scans[u].parent.name for u in sorted(set(data.patients["test"]))] == ["subset7"]
     assert [scans[u].parent.name for u in sorted(set(data.patients["val"]))] == ["subset6"]
     candidates = luna.read_candidates(luna.find_candidates(tmp_path / "luna16"))
-    for split in tasks_cls.SPLITS:
+    for split in splits.SPLITS:
         mine = candidates[candidates["seriesuid"].isin(set(data.patients[split]))]
         assert data.labels[split].sum() == mine["class"].sum(), "every positive is kept"
         assert (data.labels[split] == 0).sum() == 5 * len(set(data.patients[split])), "5 negatives per scan"
@@ -151,8 +120,8 @@ def test_real_luna16_layout_uses_the_subsets_and_caps_negatives(embedded, tmp_pa
 # ------------------------------------------------------------------------------------------------ demos
 def test_xray_demo_split_is_stratified_and_patient_level(embedded):
     data = tasks_cls.xray_pneumonia_demo("smoke", progress=False)
-    assert sum(len(getattr(data, s)) for s in tasks_cls.SPLITS) == 16 and data.source == "demo"
-    for split in tasks_cls.SPLITS:
+    assert sum(len(getattr(data, s)) for s in splits.SPLITS) == 16 and data.source == "demo"
+    for split in splits.SPLITS:
         assert set(data.labels[split][:, 0]) == {0.0, 1.0}, f"{split} must hold both classes"
     image, label = data.val[0]
     assert image.shape == (1, 64, 64) and label.shape == (1,)
@@ -162,7 +131,7 @@ def test_nodule_demo_tests_on_the_other_patient(embedded):
     data = tasks_cls.nodule_demo("smoke", n_per_class=4)
     assert set(data.patients["test"]) == {"lung2"} and set(data.patients["train"]) == {"lung1"}
     assert set(data.patients["val"]) == {"lung1"} and data.shared_patients == (("train", "val"),)
-    for split in tasks_cls.SPLITS:
+    for split in splits.SPLITS:
         assert set(data.labels[split][:, 0]) == {0.0, 1.0}
     item = data.test[0]
     assert item["image"].shape == (1, 16, 16, 8) and 0 <= item["image"].min() <= item["image"].max() <= 1
@@ -185,39 +154,13 @@ def test_patients_shared_between_splits_are_refused():
         _tiny({**ok, "val": []})
 
 
-def test_task_normalises_2d_inputs_like_pretraining_and_builders_match_the_exports():
-    data2 = _tiny({"train": ["a", "b"], "val": ["c", "d"], "test": ["e", "f"]})
-    x = torch.rand(2, 1, 8, 8)
-    task = data2.task()
-    assert torch.allclose(task.transform(x.expand(-1, 3, -1, -1)), normalize(x.expand(-1, 3, -1, -1)))
-    assert task.describe()["transform"] == "ImageNetNormalize" and task.class_names == ("a",)
-    data3 = _tiny({"train": ["a", "b"], "val": ["c", "d"], "test": ["e", "f"]}, spatial_dims=3)
-    assert data3.task().transform is None
-    model = data3.model_builder(None, width=4)()
-    assert model.encoder.out_channels[-1] == model.head.fc.in_features == 16 * 4 and model.num_classes == 1
-    assert data2.model_builder(None, width=4)().encoder.out_channels[-1] == 512   # 2D: a fixed ResNet-18
-
-
 def test_fraction_table_is_nested():
     data = _tiny({"train": [f"p{i // 2}" for i in range(20)], "val": ["v1", "v2"], "test": ["t1", "t2"]})
     table = data.fraction_table([0.1, 0.5, 1.0], seed=0)
     assert table["patients"].tolist() == [1, 5, 10] and table["items"].tolist() == [2, 10, 20]
 
 
-def test_stratified_split_and_small_helpers(tmp_path):
-    patients = [f"p{i}" for i in range(8)] + [f"q{i}" for i in range(8)]
-    parts = tasks_cls.stratified_patient_split(patients, [0] * 8 + [1] * 8)
-    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(16))
-    assert all({i < 8 for i in rows} == {True, False} for rows in parts.values())
-    with pytest.raises(ValueError, match="several strata"):
-        tasks_cls.stratified_patient_split(["a", "a", "b", "c"], [0, 1, 0, 1])
-    export = tmp_path / "encoder.pt"
-    export.write_bytes(b"one")
-    first = tasks_cls.encoder_tag(export)
-    export.write_bytes(b"other export")
-    assert tasks_cls.encoder_tag(None) == "none" and tasks_cls.encoder_tag(export) != first
-    assert tasks_cls.default_methods("quick") == ("scratch", "models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca",
-                                                  "pcrl")
+def test_load_task_and_size_errors():
     with pytest.raises(ValueError, match="unknown classification task 'mnist'"):
         tasks_cls.load_task("mnist", "smoke")
     with pytest.raises(ValueError, match="size must be an int >= 16"):

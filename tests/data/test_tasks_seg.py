@@ -1,4 +1,4 @@
-"""Segmentation task data: case listing, header checks, preparation, splits, label mapping, task models."""
+"""Segmentation task data: case listing, header checks, preparation, label mapping (splits: test_splits.py)."""
 
 from __future__ import annotations
 
@@ -29,27 +29,6 @@ def data_root(tmp_path_factory):
     synthetic.write("lits", root / "lits", n=3, size=32, seed=1)
     synthetic.write("brats", root / "brats", n=3, size=24, seed=1)
     return root
-
-
-# ------------------------------------------------------------------------------------------------- splits
-@pytest.mark.parametrize("n, counts", [(3, (1, 1, 1)), (6, (4, 1, 1)), (10, (7, 1, 2)), (131, (92, 13, 26))])
-def test_split_cases_counts_are_disjoint_and_cover_every_case(n, counts):
-    names = [f"case-{i}" for i in range(n)]
-    splits = tasks_seg.split_cases(names)
-    assert tuple(len(splits[s]) for s in tasks_seg.SPLITS) == counts
-    joined = [c for s in tasks_seg.SPLITS for c in splits[s]]
-    assert sorted(joined) == sorted(names)
-    assert splits == tasks_seg.split_cases(list(reversed(names)))  # order of the listing does not matter
-    assert splits != tasks_seg.split_cases(names, seed=1) or n == 3
-
-
-def test_split_cases_rejects_too_few_or_duplicate_cases():
-    with pytest.raises(ValueError, match="at least 3"):
-        tasks_seg.split_cases(["a", "b"])
-    with pytest.raises(ValueError, match="unique"):
-        tasks_seg.split_cases(["a", "a", "b"])
-    with pytest.raises(ValueError, match="three positive shares"):
-        tasks_seg.split_cases(["a", "b", "c"], fractions=(0.5, 0.5))
 
 
 # ------------------------------------------------------------------------------------------- LiTS layout
@@ -150,7 +129,7 @@ def test_demo_split_and_structures_are_fixed():
     with pytest.raises(ValueError, match="demo masks hold only"):
         tasks_seg.select_structures("lits", ["liver", "tumour"], source="demo")
     assert tasks_seg.default_spacing("lits", "paper") == 1.0 and tasks_seg.default_spacing("lits", "quick") == 1.5
-    assert tasks_seg.default_spacing("brats", "smoke", "demo") == tasks_seg.DEMO_SPACING_MM["smoke"]
+    assert tasks_seg.default_spacing("brats", "smoke", "demo") == get_profile("smoke").data.seg_demo_spacing_mm
     with pytest.raises(ValueError, match="profile"):
         tasks_seg.default_spacing("lits", "fast")
 
@@ -169,83 +148,3 @@ def test_demo_liver_cases_carry_pseudo_label_notes(cache):
     assert any("PSEUDO-LABELS" in note for note in data.notes)
     case = data.test[0]
     assert case["mask"].sum() > 1000 and set(case["mask"].unique().tolist()) == {0, 1}
-
-
-# ----------------------------------------------------------------------------------------- task models
-def _tiny_data(channels: int, structures: dict) -> tasks_seg.SegmentationData:
-    return tasks_seg.SegmentationData(task="brats", source="synthetic", prepared=None, splits={},
-                                      structures=structures, channels=tuple(f"c{i}" for i in range(channels)),
-                                      spacing_mm=2.0)
-
-
-def test_segmenter_factory_and_finetuned_weights_round_trip(tmp_path):
-    from pcrl_lib.checkpoint import atomic_save
-
-    torch.manual_seed(0)
-    data = _tiny_data(4, tasks_seg.STRUCTURES["brats"])
-    model = tasks_seg.segmenter_factory(data, width=4)()
-    x = torch.randn(1, 4, 16, 16, 8)
-    assert model(x).shape == (1, 3, 16, 16, 8) and model.init_report["init"] == "scratch"
-    atomic_save(model.state_dict(), tmp_path / "best.pt")
-    other = tasks_seg.load_finetuned(tasks_seg.segmenter_factory(data, width=4)(), tmp_path / "best.pt")
-    model.eval()
-    assert torch.equal(other(x), model(x))
-    with pytest.raises(ValueError, match=r"4 input channel\(s\) but this network takes 1"):
-        tasks_seg.load_finetuned(tasks_seg.segmenter_factory(_tiny_data(1, data.structures), width=4)(),
-                                 tmp_path / "best.pt")
-    with pytest.raises(ValueError, match=r"3 structure\(s\) but this network predicts 1"):
-        tasks_seg.load_finetuned(tasks_seg.segmenter_factory(_tiny_data(4, {"WT": (1, 2, 4)}), width=4)(),
-                                 tmp_path / "best.pt")
-    with pytest.raises(ValueError, match="another width"):
-        tasks_seg.load_finetuned(tasks_seg.segmenter_factory(data, width=8)(), tmp_path / "best.pt")
-
-
-def test_segmenter_factory_loads_encoder_and_decoder_and_adapts_the_first_conv():
-    from pcrl_lib.pcrl import build_method
-
-    torch.manual_seed(0)
-    export = build_method("models_genesis", 3, width=4).export()
-    model = tasks_seg.segmenter_factory(_tiny_data(4, tasks_seg.STRUCTURES["brats"]), export, width=999)()
-    report = model.init_report
-    assert report["init"] == "pretrained" and report["method"] == "models_genesis"
-    assert report["encoder"]["adapted"] and report["decoder"]["loaded"] > 0
-    first = next(k for k in export["encoder"] if k.endswith("weight"))
-    assert model.encoder.state_dict()[first].shape[1] == 4
-    torch.testing.assert_close(model.encoder.state_dict()[first].sum(1), export["encoder"][first].sum(1))
-    encoder_only = tasks_seg.segmenter_factory(_tiny_data(1, {"liver": (1, 2)}), export, load_decoder=False)()
-    assert encoder_only.init_report["decoder"] is None
-
-
-def test_run_folder_changes_with_the_encoder_the_task_and_the_settings(tmp_path):
-    from pcrl_lib.config import get_profile
-    from pcrl_lib.finetune import SegmentationTask
-
-    data = _tiny_data(4, tasks_seg.STRUCTURES["brats"])
-    task = SegmentationTask("brats_synthetic", data.structures, (16, 16, 8))
-    cfg = get_profile("smoke").finetune
-    export = tmp_path / "encoder.pt"
-    export.write_bytes(b"weights")
-    base = tasks_seg.run_folder(tmp_path, data, task, cfg, "pcrl", export)
-    assert base.parent == tmp_path / "finetune" / "brats_synthetic" and base.name.startswith("pcrl-")
-    assert tasks_seg.run_folder(tmp_path, data, task, cfg.override(seeds=(5,), label_fractions=(0.2,)), "pcrl",
-                                export) == base                     # fractions and seeds are sub-folders
-    assert tasks_seg.run_folder(tmp_path, data, task, cfg.override(epochs=3), "pcrl", export) != base
-    assert tasks_seg.run_folder(tmp_path, data, SegmentationTask("brats_synthetic", data.structures, (16, 16, 16)),
-                                cfg, "pcrl", export) != base
-    assert tasks_seg.run_folder(tmp_path, data, task, cfg, "scratch", None).name.startswith("scratch-none-")
-    export.write_bytes(b"other weights")                              # a re-pretrained encoder
-    assert tasks_seg.run_folder(tmp_path, data, task, cfg, "pcrl", export) != base
-
-
-def test_segmentation_notebook_defaults():
-    assert tasks_seg.default_methods("quick") == ("scratch", "models_genesis", "pcrl")
-    paper, quick = tasks_seg.finetune_config("paper"), tasks_seg.finetune_config("quick")
-    assert paper.lr == get_profile("paper").finetune.lr                       # the paper's rate on a GPU
-    assert quick.lr == pytest.approx(3 * get_profile("quick").finetune.lr)    # ~60 CPU steps need a larger one
-    assert tasks_seg.finetune_config("quick", epochs=2, lr=0.01).override() == quick.override(epochs=2, lr=0.01)
-    assert (tasks_seg.default_overlap("paper"), tasks_seg.default_overlap("smoke")) == (0.5, 0.25)
-    data = tasks_seg.SegmentationData("lits", "synthetic", None, {"train": ("a", "b", "c"), "val": ("d",), "test": ("e",)},
-                                      tasks_seg.STRUCTURES["lits"], ("CT",), 1.5)
-    assert tasks_seg.default_patches_per_epoch(data) == 3 * tasks_seg.PATCHES_PER_CASE
-    with pytest.raises(ValueError, match="unknown profile"):
-        tasks_seg.default_methods("fast")
