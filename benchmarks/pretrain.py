@@ -22,9 +22,10 @@ Cases of the default CPU run (about 3 minutes on a 2-core CPU; more when other p
 =========  ======================================  ===========  =======================================
 size       input                                   batch        note
 =========  ======================================  ===========  =======================================
-quick      the quick profile's (2D 64², 3D         the profile  fp32, 1 warm-up + 2 timed steps
-           32×32×16 width 4)
-paper      2D 224², 3D 64×64×32 width 32, K 16384  4 / 1        the paper's batch is 64 / 16: pass
+quick      the quick profile's (2D 64², 3D         the profile  fp32 and the default, 1 warm-up + 2
+           32×32×16 width 4)                                    timed steps
+paper      2D 224², 3D 64×64×32 width 32, K 16384  4 / 1        fp32 and the default; the paper's
+                                                                batch is 64 / 16: pass
                                                                 ``--paper-batch full``; 2D 1 warm-up + 1
                                                                 timed step, 3D 1 timed step (no warm-up:
                                                                 one step takes minutes on a CPU)
@@ -32,6 +33,12 @@ bf16-cpu   2D 64², 3D 16×16×8 width 8              2            fp32 vs bf16 
                                                                 warm-up (bf16 is several times slower on CPUs
                                                                 without AVX512-BF16/AMX, so small sizes)
 =========  ======================================  ===========  =======================================
+
+"The default" is what the trainer runs with ``precision='auto'`` and ``memory_format='auto'``
+(:mod:`pcrl_lib.precision`): on CPU bf16 autocast for 2D where the CPU has native bf16 (the header prints the
+CPU's capability and the defaults it resolves to), fp32 for 3D unless the CPU passes the bf16 conv3d check; a
+default that resolves to fp32 contiguous is the fp32 row and is not measured twice. ``× fp32`` is the fp32 step
+time of the same case over the row's.
 
 On CUDA (``--device cuda``, or ``auto`` when a GPU is present) every size runs at the profile's full batch in
 fp32 and bf16, each with and without ``channels_last`` memory format, 5 timed steps after 2 warm-up steps.
@@ -64,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from pcrl_lib.config import get_profile  # noqa: E402
 from pcrl_lib.pcrl import build_method_from_config  # noqa: E402
-from pcrl_lib.precision import make_precision  # noqa: E402
+from pcrl_lib.precision import cpu_capability, make_precision  # noqa: E402
 from pcrl_lib.train import GenesisViews  # noqa: E402
 from pcrl_lib.transforms import PCRLViews2D, PCRLViews3D  # noqa: E402
 
@@ -81,8 +88,8 @@ class Case:
     size: str
     method: str
     batch: int
-    precision: str
-    channels_last: bool
+    precision: str                    # fp32 | bf16 | fp16 | auto (the trainer's default)
+    channels_last: bool | None        # None: the default layout of the precision (precision.resolve_memory_format)
     steps: int
     warmup: int
 
@@ -189,11 +196,12 @@ def run_case(case: Case, device: torch.device) -> dict:
     cfg = case.config()
     extra = {} if case.method == "models_genesis" else {"queue_generator": torch.Generator().manual_seed(0)}
     method = build_method_from_config(cfg, case.dims, num_items=N_DATA, **extra).to(device)
-    if case.channels_last:
+    precision = make_precision(device, case.precision, spatial_dims=case.dims)
+    channels_last = _channels_last(case, device)
+    if channels_last:
         method = method.to(memory_format=_memory_format(case.dims))
     method.train()
     views = _views(cfg, case.dims)
-    precision = make_precision(device, case.precision)
     scaler = precision.grad_scaler()
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -203,7 +211,7 @@ def run_case(case: Case, device: torch.device) -> dict:
 
     def make_sample():
         sample = views(raw, gen_views)
-        return _to_format(sample, case.dims) if case.channels_last else sample
+        return _to_format(sample, case.dims) if channels_last else sample
 
     def step(sample):
         with precision.autocast():
@@ -237,10 +245,22 @@ def run_case(case: Case, device: torch.device) -> dict:
     peak, grown = memory.peak_mib()
     t_views, t_step = min(view_times), min(step_times)
     return {"case": case.label, "method": case.method, "batch": case.batch, "precision": precision.name,
-            "layout": "channels_last" if case.channels_last else "contiguous", "device": device.type,
+            "default": case.precision == "auto",
+            "layout": "channels_last" if channels_last else "contiguous", "device": device.type,
             "steps": case.steps, "views_s": t_views, "step_s": t_step,
             "samples_per_s_model": case.batch / t_step, "samples_per_s_views": case.batch / (t_views + t_step),
             "gflop_per_sample": flops / case.batch / 1e9 if flops else None, "peak_mib": peak, "delta_mib": grown}
+
+
+def _channels_last(case: Case, device: torch.device) -> bool:
+    if case.channels_last is not None:
+        return case.channels_last
+    return make_precision(device, case.precision, spatial_dims=case.dims).memory_format == "channels_last"
+
+
+def _is_fp32_contiguous(case: Case, device: torch.device) -> bool:
+    return (make_precision(device, case.precision, spatial_dims=case.dims).name == "fp32"
+            and not _channels_last(case, device))
 
 
 def _child(case: Case, device: str, threads: int, queue) -> None:
@@ -293,20 +313,29 @@ def plan(args, device: torch.device) -> list[Case]:
                 for precision in precisions:
                     for channels_last in layouts:
                         cases.append(Case(dims, size, method, batch, precision, channels_last, steps, warmup))
+                default = Case(dims, size, method, batch, "auto", None, steps, warmup)
+                if not cuda and not _is_fp32_contiguous(default, device):
+                    cases.append(default)
     return cases
 
 
 def _format(rows: list[dict]) -> str:
-    header = (f"{'case':<28} {'method':<14} {'batch':>5} {'prec':<5} {'layout':<13} {'views s':>8} {'step s':>8} "
-              f"{'samples/s model':>15} {'samples/s +views':>16} {'GFLOP/sample':>12} {'peak MiB':>9} {'Δ MiB':>8}")
+    header = (f"{'case':<28} {'method':<14} {'batch':>5} {'prec':<10} {'layout':<13} {'views s':>8} {'step s':>8} "
+              f"{'× fp32':>6} {'samples/s model':>15} {'samples/s +views':>16} {'GFLOP/sample':>12} {'peak MiB':>9} "
+              f"{'Δ MiB':>8}")
     lines = [header, "-" * len(header)]
+    fp32 = {(r["case"], r["method"], r["batch"]): r["step_s"] for r in rows
+            if "error" not in r and r["precision"] == "fp32" and r["layout"] == "contiguous"}
     for r in rows:
         if "error" in r:
             lines.append(f"{r['case']:<28} {r['method']:<14} failed: {r['error']}")
             continue
         gflop = f"{r['gflop_per_sample']:.2f}" if r["gflop_per_sample"] else "-"
-        lines.append(f"{r['case']:<28} {r['method']:<14} {r['batch']:>5} {r['precision']:<5} {r['layout']:<13} "
-                     f"{r['views_s']:>8.3f} {r['step_s']:>8.3f} {r['samples_per_s_model']:>15.2f} "
+        base = fp32.get((r["case"], r["method"], r["batch"]))
+        speedup = f"{base / r['step_s']:.2f}" if base else "-"
+        prec = r["precision"] + (" (def)" if r.get("default") else "")
+        lines.append(f"{r['case']:<28} {r['method']:<14} {r['batch']:>5} {prec:<10} {r['layout']:<13} "
+                     f"{r['views_s']:>8.3f} {r['step_s']:>8.3f} {speedup:>6} {r['samples_per_s_model']:>15.2f} "
                      f"{r['samples_per_s_views']:>16.2f} {gflop:>12} {r['peak_mib']:>9.0f} {r['delta_mib']:>8.0f}")
     return "\n".join(lines)
 
@@ -344,6 +373,9 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"torch {torch.__version__} on {name}; {os.cpu_count()} cores, load average "
           f"{' '.join(f'{v:.2f}' if isinstance(v, float) else v for v in load)}")
+    defaults = [make_precision(device, "auto", spatial_dims=d) for d in (2, 3)]
+    print(f"CPU capability: {cpu_capability()}; default (precision='auto', memory_format='auto') on {device.type}: "
+          + ", ".join(f"{d}D {p.name} {p.memory_format}" for d, p in zip((2, 3), defaults)))
     rows = []
     started = time.perf_counter()
     for case in plan(args, device):
