@@ -27,13 +27,13 @@ Before preparing, every case's files are checked from their headers (shape and s
 modality against the first image: a mismatch is an error naming both files, never a silent resampling); after
 preparing, the label values found are checked against the dataset's (LiTS {0, 1, 2}; BraTS {0, 1, 2, 4}; demo {0, 1}).
 
-Splits (:func:`pcrl_lib.data.splits.split_cases`): one case is one patient in both datasets, so cases are split 70 / 10 / 20 %
-(train / val / test) with the kit's fixed ``SPLIT_SEED`` — every split gets at least one case, so three cases
-are enough. The demo has two cases: train on one, test on the other; with no third case the training case
+Splits (:func:`pcrl_lib.data.splits.split_cases`): one case is one patient in both datasets, so cases are split
+70 / 10 / 20 % (train / val / test) with the kit's fixed ``SPLIT_SEED`` — every split gets at least one case, so
+three cases are enough. The demo has two cases: train on one, test on the other; with no third case the training case
 also serves for model selection (``data.notes`` says so; the test case stays unseen).
 
 Structures (:data:`pcrl_lib.data.lits.STRUCTURES`, :data:`pcrl_lib.data.brats.STRUCTURES`; one sigmoid output
-channel each in :mod:`pcrl_lib.finetune.segment`, which also builds the task's networks and run folders): LiTS liver = {1, 2},
+channel each in :mod:`pcrl_lib.finetune.segment`, which also builds the task's networks): LiTS liver = {1, 2},
 tumour = {2}; BraTS WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; demo: liver = {1} (pseudo-label), tumour = {1}.
 Result rows name the task with its source (:attr:`SegmentationData.task_name`: ``lits``, ``lits_synthetic``,
 ``lits_demo``, ...), so numbers measured on look-alikes are never mistaken for the real benchmark's.

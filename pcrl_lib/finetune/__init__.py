@@ -26,6 +26,7 @@ from .segment import (DiceBCELoss, PatchDataset, SegmentationTask, build_segment
                       sliding_window_inference, structure_masks)
 
 __all__ = ["ClassificationTask", "Classifier", "build_classifier", "run_finetune", "EvalContext", "FitResult",
-           "epoch_batches", "eval_context", "fit", "make_optimizer", "describe_arch", "load_export", "MetricValue", "ResultRow", "load_rows", "rows_to_frame", "save_rows",
-           "summarize", "BRATS_STRUCTURES", "LITS_STRUCTURES", "DiceBCELoss", "PatchDataset", "SegmentationTask",
-           "build_segmenter", "gaussian_importance", "sliding_window_inference", "structure_masks"]
+           "epoch_batches", "eval_context", "fit", "make_optimizer", "describe_arch", "load_export", "MetricValue",
+           "ResultRow", "load_rows", "rows_to_frame", "save_rows", "summarize", "BRATS_STRUCTURES",
+           "LITS_STRUCTURES", "DiceBCELoss", "PatchDataset", "SegmentationTask", "build_segmenter",
+           "gaussian_importance", "sliding_window_inference", "structure_masks"]

@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-import numpy as np
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from pcrl_lib.config import get_profile
 from pcrl_lib.data import tasks_seg
-from pcrl_lib.data.tasks_cls import ArrayDataset, ClassificationData
 from pcrl_lib.finetune import SegmentationTask, segment
 from pcrl_lib.finetune.classify import classification_task, classifier_factory
 from pcrl_lib.finetune.experiment import classification_run_folder, encoder_tag, segmentation_run_folder
 from pcrl_lib.transforms import normalize
 
 
-def _tiny(patients, spatial_dims=2):
-    """ClassificationData over in-memory items: patients = {split: [patient per item]}."""
-    shape = (1, 8, 8) if spatial_dims == 2 else (1, 8, 8, 8)
-    parts, labels = {}, {}
-    for split, ids in patients.items():
-        y = (np.arange(len(ids)) % 2).astype(np.float32)[:, None]
-        parts[split] = ArrayDataset(np.zeros((len(ids), *shape), np.float32), y, ids)
-        labels[split] = y
-    return ClassificationData("toy", ("a",), spatial_dims, parts["train"], parts["val"], parts["test"], labels,
-                              {s: np.asarray(p, dtype=object) for s, p in patients.items()}, "synthetic", None, "v")
+def _tiny(spatial_dims=2):
+    """What the fine-tuning side reads of a ClassificationData: its name, classes, dimensionality and variant."""
+    return SimpleNamespace(name="toy", class_names=("a",), spatial_dims=spatial_dims, variant="v")
 
 
 # ------------------------------------------------------------------------------------------ classification
 def test_task_normalises_2d_inputs_like_pretraining_and_builders_match_the_exports():
-    data2 = _tiny({"train": ["a", "b"], "val": ["c", "d"], "test": ["e", "f"]})
+    data2 = _tiny()
     x = torch.rand(2, 1, 8, 8)
     task = classification_task(data2)
     assert torch.allclose(task.transform(x.expand(-1, 3, -1, -1)), normalize(x.expand(-1, 3, -1, -1)))
     assert task.describe()["transform"] == "ImageNetNormalize" and task.class_names == ("a",)
-    data3 = _tiny({"train": ["a", "b"], "val": ["c", "d"], "test": ["e", "f"]}, spatial_dims=3)
+    data3 = _tiny(spatial_dims=3)
     assert classification_task(data3).transform is None
     model = classifier_factory(data3, None, width=4)()
     assert model.encoder.out_channels[-1] == model.head.fc.in_features == 16 * 4 and model.num_classes == 1
@@ -50,7 +43,7 @@ def test_encoder_tag_follows_the_export(tmp_path):
 
 
 def test_classification_run_folder_names_the_data_build_and_the_encoder(tmp_path):
-    data = _tiny({"train": ["a", "b"], "val": ["c", "d"], "test": ["e", "f"]})
+    data = _tiny()
     export = tmp_path / "encoder.pt"
     export.write_bytes(b"weights")
     folder = classification_run_folder(tmp_path, data, "pcrl", export)
