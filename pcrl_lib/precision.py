@@ -40,6 +40,7 @@ for it.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,8 +95,8 @@ def cpu_bf16_conv3d_ok() -> bool:
     return all(e < 0.05 for e in errors)  # NaN compares False
 
 
-# What ``precision="auto"`` means on a CPU (module doc). Native bf16 makes a 2D step ~1.6x faster than fp32
-# (module doc); emulated bf16 is slower than fp32. CPU_AUTO: models whose dimensions the caller does not give.
+# What ``precision="auto"`` means on a CPU (module doc). Native bf16 made the quick 2D step 1.1-1.6x faster than
+# fp32 (benchmarks/pretrain.py, 2-core Zen 4 under load); emulated bf16 is slower than fp32. CPU_AUTO: models whose dimensions the caller does not give.
 CPU_AUTO_2D = "bf16" if cpu_bf16_flags() else "fp32"
 CPU_AUTO = "fp32"
 
@@ -107,6 +108,7 @@ def cpu_auto(spatial_dims: int | None) -> str:
     if spatial_dims == 3 and CPU_AUTO_2D == "bf16" and cpu_bf16_conv3d_ok():
         return "bf16"
     return CPU_AUTO
+
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -152,7 +154,8 @@ def resolve_precision(device: torch.device | str, requested: str = "auto", spati
 class Precision:
     """A resolved precision on one device.
 
-    ``name``: ``"fp32"`` | ``"bf16"`` | ``"fp16"``; ``device_type``: ``"cpu"`` | ``"cuda"`` | ...
+    ``name``: ``"fp32"`` | ``"bf16"`` | ``"fp16"``; ``device_type``: ``"cpu"`` | ``"cuda"`` | ...;
+    ``memory_format``: ``"contiguous"`` | ``"channels_last"`` (what :meth:`prepare` does to a model).
     """
 
     name: str
@@ -205,4 +208,8 @@ def make_precision(device: torch.device | str, requested: str = "auto", memory_f
     :func:`resolve_memory_format`) for a model of ``spatial_dims`` into a :class:`Precision`."""
     device = torch.device(device)
     name = resolve_precision(device, requested, spatial_dims)
+    if device.type == "cpu" and name == "bf16" and spatial_dims == 3 and not cpu_bf16_conv3d_ok():
+        warnings.warn("precision='bf16' for a 3D model on this CPU: its bf16 conv3d weight gradient is wrong at "
+                      "2-voxel sides (pcrl_lib.precision.cpu_bf16_conv3d_ok); use precision='auto' or 'fp32'",
+                      stacklevel=2)
     return Precision(name, device.type, resolve_memory_format(device.type, name, spatial_dims, memory_format))

@@ -4,6 +4,7 @@ whose loss curve under the default precision matches fp32 within seed noise."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -49,6 +50,17 @@ def test_cpu_auto_3d_needs_the_conv3d_check(monkeypatch, native, conv3d_ok, expe
     assert P.make_precision("cpu", spatial_dims=3).name == expected
     assert P.make_precision("cpu", spatial_dims=2).name == native
     assert P.make_precision("cpu", "fp32", spatial_dims=2).name == "fp32"
+
+
+def test_explicit_bf16_for_3d_warns_where_the_conv3d_check_fails(monkeypatch):
+    monkeypatch.setattr(P, "cpu_bf16_conv3d_ok", lambda: False)
+    with pytest.warns(UserWarning, match="bf16 conv3d weight gradient is wrong"):
+        assert P.make_precision("cpu", "bf16", spatial_dims=3).name == "bf16"
+    monkeypatch.setattr(P, "cpu_bf16_conv3d_ok", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P.make_precision("cpu", "bf16", spatial_dims=3)
+        P.make_precision("cpu", "bf16", spatial_dims=2)
 
 
 def test_cpu_bf16_conv3d_check_agrees_with_the_gradient_it_guards():
@@ -124,7 +136,7 @@ def _curve(cfg, dims: int, precision: str, seed: int, steps: int, channels_last:
     prec = P.Precision(precision, device, "channels_last" if channels_last else "contiguous")
     prec.prepare(method, dims)
     if cfg.method == "models_genesis":
-        from pcrl_lib.train import GenesisViews
+        from pcrl_lib.pretrain_setup import GenesisViews
 
         views = GenesisViews(dims)
     else:
