@@ -63,7 +63,8 @@ def run_pretraining(profile: str, spatial_dims: int, method: str = "pcrl", *,
     ``dataset`` may be passed to reuse an already-built pretraining set.
     """
     from .env import seed_everything
-    from .train import assemble, pretrain
+    from .pretrain_setup import assemble
+    from .train import pretrain
 
     _check(spatial_dims, method)
     cfg = get_profile(profile).pretrain.override(method=method, **pretrain_overrides)

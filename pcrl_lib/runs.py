@@ -1,4 +1,4 @@
-"""Run folders: only write where the kit may, and one run at a time per folder.
+"""Run folders: only write where the kit may, one run at a time per folder, and reuse only the same run.
 
 A training run (pretraining, fine-tuning) owns its output folder. Two accidents cost users their files or their
 results, and this module stops both:
@@ -30,7 +30,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 from .fileio import TMP_PREFIX, atomic_write_json
 
@@ -42,6 +42,27 @@ _KIT_FILES = {
     "pretrain": {"checkpoints", "history.json", "encoder.pt", "encoder.json"},
     "finetune": {"checkpoints", "history.json", "best.pt", "results.json"},
 }
+
+
+# ------------------------------------------------------------------------------------------------ run reuse
+def config_differences(stored: Mapping, requested: Mapping, *, ignore: Iterable[str] = ()) -> list[str]:
+    """``"key: stored -> requested"`` for every setting that differs between a run folder's configuration and
+    the one asked for, keys as dotted paths through nested dicts, in key order; empty when the run can be
+    resumed or reused. ``ignore``: dotted keys that cannot change a run's results (loader workers, ...)."""
+    ignored = set(ignore)
+
+    def flat(d: Mapping, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping):
+                out.update(flat(v, f"{key}."))
+            elif key not in ignored:
+                out[key] = v
+        return out
+
+    a, b = flat(stored), flat(requested)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 # ------------------------------------------------------------------------------------------------ run folders

@@ -29,15 +29,17 @@ Exact resume: a checkpoint holds the method, optimizer, scheduler and scaler sta
 position and every RNG (torch CPU/CUDA, NumPy, Python, the trainer's generators, per rank). The data
 order is a pure function of (seed, epoch) (:class:`EpochBatchSampler`), so resuming skips the batches
 already consumed and a run killed at any moment continues to bit-identical weights on CPU. Every stream
-is seeded from the run's ``seed`` through :func:`derive_seed` (the CLI also seeds the model's initialisation). With
-``num_workers > 0`` each worker is seeded with :func:`pcrl_lib.env.seed_worker` from a base seed drawn
-from a per-epoch generator; datasets whose ``__getitem__`` is deterministic (the kit's caches are) keep
-exact resume, random augmentation belongs in ``views``.
+is seeded from the run's ``seed`` through :func:`pcrl_lib.training.derive_seed` (the CLI also seeds the
+model's initialisation). With ``num_workers > 0`` each worker is seeded with :func:`pcrl_lib.env.seed_worker`
+from a base seed drawn from a per-epoch generator; datasets whose ``__getitem__`` is deterministic (the kit's
+caches are) keep exact resume, random augmentation belongs in ``views``.
+
+The command line and the assembly of a run from a config live in :mod:`pcrl_lib.pretrain_cli` and
+:mod:`pcrl_lib.pretrain_setup`; ``python -m pcrl_lib.train`` runs that command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -48,37 +50,27 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import atomic_save, capture_rng_state, load_checkpoint, remove_stale_temporaries, restore_rng_state
-from .config import PretrainConfig, get_profile
-from .env import pick_device, seed_everything, seed_worker
+from .config import PretrainConfig
+from .env import pick_device, seed_worker
 from .fileio import atomic_write_json
 from .precision import make_precision
-from .runs import run_folder
+from .pretrain_setup import GenesisViews  # noqa: F401 - benchmarks/pretrain.py imports it from here
+from .runs import config_differences, run_folder
+from .training import NonFiniteLossError, derive_seed, epoch_permutation, to_device
 
 CHECKPOINT_FORMAT = 1
 # PretrainConfig keys that cannot change the trained weights or the history: a finished run is reused
 # even when they differ (e.g. a notebook re-run with more data-loading workers; memory_format changes the layout
 # of the same arithmetic, rounding-level differences only).
-_NON_RESULT_KEYS = ("num_workers", "checkpoint_every", "memory_format")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or one of its parts became NaN/inf; training stopped before the optimizer step."""
-
-    def __init__(self, step: int, epoch: int, loss: float, parts: Mapping[str, float], checkpoint: Path | None):
-        self.step, self.epoch, self.loss, self.parts, self.checkpoint = step, epoch, loss, dict(parts), checkpoint
-        listed = ", ".join(f"{k}={v:.4g}" for k, v in self.parts.items())
-        kept = f"; the last good checkpoint is kept at {checkpoint}" if checkpoint else "; no checkpoint was written yet"
-        super().__init__(f"non-finite loss at step {step} (epoch {epoch}): loss={loss:.4g} [{listed}]{kept}. "
-                         "Lower the learning rate, use precision='fp32', or inspect the data of this step.")
+_NON_RESULT_KEYS = tuple(f"pretrain.{k}" for k in ("num_workers", "checkpoint_every", "memory_format"))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -91,24 +83,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ---------------------------------------------------------------------------------------- data order
-# Every random stream a run draws from, by name. The ids are part of the seeds: never renumber them.
-SEED_STREAMS = {"data_order": 1, "views": 2, "method": 3, "loader": 4, "finetune_order": 5, "finetune_loader": 6}
-
-
-def derive_seed(seed: int, stream: str, *index: int) -> int:
-    """An independent 63-bit seed for ``stream`` (a name in :data:`SEED_STREAMS`) at ``index`` (e.g. the epoch,
-    or the rank).
-
-    The stream's id and the number of indices come first in the spawn key, so no two (stream, index) pairs
-    share a seed: ``SeedSequence([seed, *salt])`` alone ignores trailing zeros, which made the epoch-1 data
-    order of one stream the seed of another.
-    """
-    if stream not in SEED_STREAMS:
-        raise ValueError(f"unknown seed stream {stream!r}; known: {', '.join(SEED_STREAMS)}")
-    key = (SEED_STREAMS[stream], len(index), *(int(i) for i in index))
-    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0] >> 1)
-
-
 class EpochBatchSampler(Sampler[list]):
     """Batches of indices for one epoch: a permutation seeded by (seed, epoch), sharded over ranks.
 
@@ -131,8 +105,7 @@ class EpochBatchSampler(Sampler[list]):
     def indices(self) -> torch.Tensor:
         """All of this rank's indices for the epoch, (steps, batch_size)."""
         if self.shuffle:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "data_order", self.epoch))
-            order = torch.randperm(self.num_items, generator=gen)
+            order = epoch_permutation(self.num_items, self.seed, "data_order", self.epoch)
         else:
             order = torch.arange(self.num_items)
         mine = order[self.rank::self.world_size][: self.steps * self.batch_size]
@@ -162,34 +135,6 @@ class CosineDecay:
 
     def __call__(self, epoch: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
-
-
-class ImagesOnly(Dataset):
-    """Pretraining is label-free: items ``(image, labels)`` become ``image``; other items pass unchanged."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        item = self.dataset[index]
-        return item[0] if isinstance(item, tuple) else item
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move a batch (tensor, dict, list/tuple of them, or an object with ``.to``) to ``device``."""
-    non_blocking = device.type == "cuda"
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    return batch
 
 
 # ----------------------------------------------------------------------------------------- distributed
@@ -229,41 +174,6 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[DistContext, 
     return DistContext(rank, world_size, local_rank), dev
 
 
-# -------------------------------------------------------------------------------------------- history
-def plot_history(history: Sequence[Mapping] | str | os.PathLike, path: str | os.PathLike | None = None):
-    """Loss and its parts over steps (top, log scale when positive) and the learning rate (bottom).
-
-    ``history``: the list :class:`Trainer` records, or the path of a ``history.json``. Returns the
-    ``matplotlib.figure.Figure`` (not registered with pyplot, so a notebook shows it once); saved to
-    ``path`` when given.
-    """
-    from matplotlib.figure import Figure
-
-    if isinstance(history, (str, os.PathLike)):
-        history = json.loads(Path(history).read_text())
-    if not history:
-        raise ValueError("history is empty: nothing was trained (or logged) yet")
-    steps = [r["step"] for r in history]
-    fig = Figure(figsize=(8, 5.5), layout="constrained")
-    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    ax_loss.plot(steps, [r["loss"] for r in history], color="black", lw=2, label="loss")
-    for name in history[-1]["parts"]:
-        ax_loss.plot(steps, [r["parts"].get(name, float("nan")) for r in history], lw=1, label=name)
-    values = [r["loss"] for r in history] + [v for r in history for v in r["parts"].values()]
-    if all(v > 0 for v in values if math.isfinite(v)):
-        ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend(fontsize=8, ncol=2)
-    ax_loss.grid(alpha=0.3)
-    ax_lr.plot(steps, [r["lr"] for r in history], color="tab:gray")
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("lr")
-    ax_lr.grid(alpha=0.3)
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
-
-
 # -------------------------------------------------------------------------------------------- trainer
 def run_config(cfg: PretrainConfig, *, spatial_dims: int, seed: int, num_items: int, world_size: int = 1,
                dataset: Dataset | None = None) -> dict:
@@ -277,20 +187,6 @@ def run_config(cfg: PretrainConfig, *, spatial_dims: int, seed: int, num_items: 
     if recipe is not None:
         config["data"] = recipe
     return json.loads(json.dumps(config))
-
-
-def _config_differences(a: Mapping, b: Mapping) -> list[str]:
-    def flat(d: Mapping, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, Mapping):
-                out.update(flat(v, f"{prefix}{k}."))
-            elif not (prefix == "pretrain." and k in _NON_RESULT_KEYS):
-                out[f"{prefix}{k}"] = v
-        return out
-
-    fa, fb = flat(a), flat(b)
-    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
 class Trainer:
@@ -436,7 +332,7 @@ class Trainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint {path} has format {state.get('format')!r}, this kit writes "
                              f"{CHECKPOINT_FORMAT}; retrain with force=True")
-        diff = _config_differences(state["config"], self.config)
+        diff = config_differences(state["config"], self.config, ignore=_NON_RESULT_KEYS)
         if diff:
             raise ValueError(f"checkpoint {path} was written by a run with another configuration "
                              f"({'; '.join(diff)}); pass force=True to retrain or use another output_dir")
@@ -642,7 +538,8 @@ def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: P
     with _held_run_folder(out, trainer.dist, force):
         sidecar = out / "encoder.json"
         if not force and sidecar.is_file() and json.loads(sidecar.read_text()).get("finished"):
-            diff = _config_differences(json.loads(sidecar.read_text())["config"], trainer.config)
+            diff = config_differences(json.loads(sidecar.read_text())["config"], trainer.config,
+                                      ignore=_NON_RESULT_KEYS)
             if diff:
                 raise ValueError(f"{out} holds a finished run with another configuration ({'; '.join(diff)}); "
                                  "pass force=True to retrain there or choose another output_dir")
@@ -656,131 +553,7 @@ def pretrain(method: nn.Module, dataset: Dataset, views: Callable | None, cfg: P
                           history[-1]["parts"] if history else {}, False, trainer.method)
 
 
-# ------------------------------------------------------------------------------------------------- CLI
-def _parse_value(text: str) -> Any:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return tuple(value) if isinstance(value, list) else value
+if __name__ == "__main__":  # `python -m pcrl_lib.train`, the documented command: the CLI lives in pretrain_cli
+    from pcrl_lib.pretrain_cli import main
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pcrl_lib.train",
-        description="PCRL self-supervised pretraining (single process, or several through torchrun).")
-    parser.add_argument("--dim", type=int, choices=(2, 3), required=True, help="2 = chest X-ray, 3 = CT cubes")
-    parser.add_argument("--method", default=None, help="pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis "
-                        "(default: the profile's)")
-    parser.add_argument("--profile", default="quick", help="smoke | quick | paper")
-    parser.add_argument("--data", required=True, help="2D: a prepared image cache; 3D: a prepared crop-pair cache")
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="override a PretrainConfig key, e.g. -p epochs 10 -p cube_size '[64,64,32]'")
-    parser.add_argument("--seed", type=int, default=0, help="seeds everything: model init, data order, views")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--checkpoint-every-steps", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="delete the run's files and retrain (only in a run "
-                        "folder the kit created; never in a folder holding other files)")
-    parser.add_argument("--no-resume", action="store_true", help="start over instead of continuing last.pt")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    """The profile's ``PretrainConfig`` with ``--method`` and every ``-p KEY VALUE`` applied."""
-    cfg = get_profile(args.profile).pretrain
-    overrides = {key: _parse_value(value) for key, value in args.p}
-    if args.method is not None:
-        overrides["method"] = args.method
-    return cfg.override(**overrides) if overrides else cfg
-
-
-class GenesisViews:
-    """Models Genesis input for the CLI (PCRL_SPEC §9): the first crop of each 3D pair ``(B, 2, 1, X, Y, Z)``,
-    or the gray images ``(B, 1, S, S)`` repeated to 3 channels, distorted by ``GenesisRestoration``. 2D images
-    from a cache larger than the views are resized (antialiased) to ``size`` first, the input size of PCRL's views."""
-
-    def __init__(self, spatial_dims: int, size: int | None = None):
-        from .transforms import GenesisRestoration
-
-        self.spatial_dims, self.size = spatial_dims, size
-        self.restoration = GenesisRestoration(spatial_dims)
-
-    def __call__(self, raw: torch.Tensor, generator: torch.Generator):
-        if self.spatial_dims == 3:
-            return self.restoration(raw[:, 0], generator)
-        if self.size is not None and tuple(raw.shape[-2:]) != (self.size, self.size):
-            raw = torch.nn.functional.interpolate(raw, size=(self.size, self.size), mode="bilinear",
-                                                  align_corners=False, antialias=True)
-        return self.restoration(raw.expand(-1, 3, -1, -1), generator)
-
-
-def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[nn.Module, Dataset, Callable]:
-    """The method, label-free dataset and views for ``cfg.method`` on a prepared cache.
-
-    ``dataset`` is an :class:`~pcrl_lib.data.cache.ImageCacheDataset` (2D) or a
-    :class:`~pcrl_lib.data.cache.PairDataset` of ``cfg.cube_size`` crop pairs (3D).
-    """
-    from .pcrl import build_method_from_config
-    from .transforms import PCRLViews2D, PCRLViews3D
-
-    if spatial_dims == 2:
-        dataset = ImagesOnly(dataset)
-        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets)
-    else:
-        cube = tuple(getattr(dataset, "cube", cfg.cube_size))
-        if cube != tuple(cfg.cube_size):
-            raise ValueError(f"the crop-pair cache holds {cube} cubes but cube_size is {tuple(cfg.cube_size)}; "
-                             f"pass -p cube_size '{list(cube)}' or prepare the cache with the profile's cube size")
-        views = PCRLViews3D(align_targets=cfg.align_targets)
-    if cfg.method == "models_genesis":
-        views = GenesisViews(spatial_dims, cfg.image_size_2d)
-    # torchrun's WORLD_SIZE: the global batch, and so the released NCE n (batches per epoch), spans every rank.
-    method = build_method_from_config(cfg, spatial_dims, num_items=len(dataset),
-                                      world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    return method, dataset, views
-
-
-def build_run(args: argparse.Namespace, cfg: PretrainConfig) -> tuple[nn.Module, Dataset, Callable]:
-    """The method, dataset and views the CLI trains: ``args.data`` is an image cache (2D,
-    ``prepare_image_cache``) or a crop-pair cache (3D, ``prepare_pretraining_cubes``)."""
-    data = Path(args.data)
-    if not data.is_dir():
-        raise FileNotFoundError(f"--data {data} is not a folder; prepare a cache first "
-                                "(2D: prepare_image_cache, 3D: prepare_pretraining_cubes)")
-    from .data.cache import ImageCacheDataset, PairDataset
-
-    dataset = ImageCacheDataset(data) if args.dim == 2 else PairDataset(data)
-    return assemble(cfg, args.dim, dataset)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        seed_everything(args.seed)  # the method's initial weights and queue come from the global RNGs
-        method, dataset, views = build_run(args, cfg)
-        result = pretrain(method, dataset, views, cfg, args.output_dir, spatial_dims=args.dim, seed=args.seed,
-                          device=args.device, resume=not args.no_resume, force=args.force,
-                          checkpoint_every_steps=args.checkpoint_every_steps, progress=not args.no_progress)
-    except TrainingInterrupted as err:
-        print(err, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("interrupted before training started; run the same command again", file=sys.stderr)
-        return 130
-    except (ValueError, KeyError, TypeError, FileNotFoundError, NonFiniteLossError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        state = "reused" if result.reused else "trained"
-        print(f"{state}: {result.steps} steps, final loss {result.final_loss}; encoder -> {result.encoder_path}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -119,8 +119,8 @@ def tiny_config(**overrides):
 
 
 def cli_with_pause(pause_at: int, flag: str, argv: list[str]) -> int:
-    """``pcrl_lib.train.main(argv)`` with a pause inside the ``pause_at``-th ``torch.save`` (see the module doc)."""
-    from pcrl_lib import train
+    """``pcrl_lib.pretrain_cli.main(argv)`` with a pause inside the ``pause_at``-th ``torch.save`` (see the module doc)."""
+    from pcrl_lib import pretrain_cli
 
     real_save, calls = torch.save, [0]
 
@@ -134,7 +134,7 @@ def cli_with_pause(pause_at: int, flag: str, argv: list[str]) -> int:
 
     torch.save = paused_save
     torch.set_num_threads(1)
-    return train.main(argv)
+    return pretrain_cli.main(argv)
 
 
 def main(argv=None) -> int:

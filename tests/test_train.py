@@ -18,9 +18,9 @@ import torch
 from _train_worker import TinyImages, TinyMethod, tiny_config, tiny_views
 from pcrl_lib.env import seed_everything
 from pcrl_lib.precision import CPU_AUTO, make_precision, resolve_precision
-from pcrl_lib.train import (SEED_STREAMS, CosineDecay, EpochBatchSampler, NonFiniteLossError, Trainer,
-                            TrainingInterrupted, build_parser, config_from_args, derive_seed, main, plot_history,
-                            pretrain)
+from pcrl_lib.pretrain_cli import build_parser, config_from_args, main
+from pcrl_lib.train import CosineDecay, EpochBatchSampler, Trainer, TrainingInterrupted, pretrain
+from pcrl_lib.training import SEED_STREAMS, NonFiniteLossError, derive_seed
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 REPO = WORKER.parent.parent
@@ -283,17 +283,6 @@ def test_workers_give_the_same_weights_as_the_main_process(tmp_path):
     _assert_same_state(a.method.state_dict(), b.method.state_dict())
 
 
-def test_plot_history(tmp_path):
-    history = _trainer(tmp_path, cfg=tiny_config(epochs=1)).fit()
-    fig = plot_history(tmp_path / "history.json", path=tmp_path / "h.png")
-    loss_ax, lr_ax = fig.axes
-    assert [line.get_label() for line in loss_ax.get_lines()] == ["loss", "recon", "hybrid", "nce"]
-    assert list(loss_ax.get_lines()[0].get_ydata()) == [r["loss"] for r in history]
-    assert (tmp_path / "h.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="empty"):
-        plot_history([])
-
-
 def test_cli_config_and_errors(tmp_path, capsys):
     args = build_parser().parse_args(["--dim", "3", "--profile", "smoke", "--data", "x", "--output-dir", "y",
                                       "-p", "epochs", "3", "-p", "cube_size", "[64, 64, 32]", "-p", "nce", "infonce"])
@@ -304,6 +293,15 @@ def test_cli_config_and_errors(tmp_path, capsys):
         config_from_args(bad)
     assert main(["--dim", "2", "--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_python_m_pcrl_lib_train_is_still_the_command_line(tmp_path):
+    # The documented command; the CLI itself lives in pcrl_lib.pretrain_cli.
+    done = subprocess.run([sys.executable, "-m", "pcrl_lib.train", "--dim", "2", "--data", str(tmp_path / "missing"),
+                           "--output-dir", str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "--data" in done.stderr and "missing" in done.stderr
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,

@@ -45,8 +45,8 @@ from ..config import FinetuneConfig
 from ..env import pick_device, seed_worker
 from ..fileio import atomic_write_json
 from ..precision import Precision, make_precision
-from ..runs import run_folder
-from ..train import NonFiniteLossError, derive_seed, to_device
+from ..runs import config_differences, run_folder
+from ..training import NonFiniteLossError, derive_seed, epoch_permutation, to_device
 
 OPTIMIZERS = ("adamw", "sgd")
 CHECKPOINT_FORMAT = 1
@@ -105,8 +105,7 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, max_st
         raise ValueError("the training set is empty: nothing to fine-tune on (check the label fraction and split)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    gen = torch.Generator().manual_seed(derive_seed(seed, "finetune_order", epoch))
-    order = torch.randperm(num_items, generator=gen).tolist()
+    order = epoch_permutation(num_items, seed, "finetune_order", epoch).tolist()
     batches = [order[i:i + batch_size] for i in range(0, num_items, batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2].extend(batches.pop())
@@ -132,17 +131,6 @@ def _run_config(task: Task, cfg: FinetuneConfig, seed: int, optimizer: str, n_tr
     finetune = {k: v for k, v in cfg.to_dict().items() if k not in _NON_RESULT_KEYS}
     return {"task": task.describe(), "seed": seed, "optimizer": optimizer, "n_train": n_train, "n_val": n_val,
             "finetune": finetune}
-
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
-    return out
 
 
 def _cpu_state(model: nn.Module) -> dict:
@@ -210,7 +198,7 @@ def _fit(model: nn.Module, task: Task, train_set: Dataset, val_set: Dataset, cfg
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint {last} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}; "
                              "pass force=True to retrain")
-        diff = _differences(state["config"], config)
+        diff = config_differences(state["config"], config)
         if diff:
             raise ValueError(f"checkpoint {last} was written by a run with another configuration "
                              f"({'; '.join(diff)}); pass force=True to retrain or use another output_dir")

@@ -434,7 +434,8 @@ def test_2d_pretraining_cache_is_the_source_resolution_not_the_view_size(embedde
 
 def test_run_config_records_the_data_recipe(tmp_path):
     from pcrl_lib.config import get_profile
-    from pcrl_lib.train import ImagesOnly, run_config
+    from pcrl_lib.pretrain_setup import ImagesOnly
+    from pcrl_lib.train import run_config
 
     folders = [tmp_path / "here", tmp_path / "moved"]
     for folder in folders:
@@ -455,7 +456,7 @@ def test_run_config_records_the_data_recipe(tmp_path):
 
 
 def test_models_genesis_2d_input_is_cut_to_the_view_size_from_a_larger_cache():
-    from pcrl_lib.train import GenesisViews
+    from pcrl_lib.pretrain_setup import GenesisViews
 
     sample = GenesisViews(2, 16)(torch.rand(2, 1, 32, 32), torch.Generator().manual_seed(0))
     assert sample.x.shape == sample.target.shape == (2, 3, 16, 16)

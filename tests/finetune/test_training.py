@@ -11,7 +11,7 @@ from pcrl_lib.env import seed_everything
 from pcrl_lib.finetune import (LITS_STRUCTURES, ClassificationTask, SegmentationTask, build_classifier,
                                build_segmenter, epoch_batches, eval_context, fit, load_rows, make_optimizer,
                                run_finetune, summarize)
-from pcrl_lib.train import NonFiniteLossError
+from pcrl_lib.training import NonFiniteLossError
 
 
 @pytest.fixture(autouse=True)
