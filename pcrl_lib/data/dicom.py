@@ -25,7 +25,7 @@ from typing import Literal, Union
 
 import numpy as np
 
-from .volume import FIX, CorruptVolumeError, Volume
+from .geometry import FIX, CorruptVolumeError, Volume
 
 Window = Union[tuple[float, float], Literal["data"], None]
 
