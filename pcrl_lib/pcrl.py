@@ -53,17 +53,15 @@ estimator, :mod:`pcrl_lib.contrastive`). Pass-B's mixed keys k̃_mix (``key_mix`
 The two differ whenever the projections' norms differ across the batch (a few 1e-3 in nce_b_mix at init).
 ``benchmarks/released_step.py`` checks one step of each against the authors' released code.
 
-Exports (:meth:`PCRL.export`, :func:`load_encoder`, :func:`load_unet`) are plain dicts
-{"spatial_dims", "method", "arch", "encoder", "decoder"} loadable with ``torch.load(weights_only=True)``.
+Exports (:meth:`PCRL.export`) are plain dicts {"spatial_dims", "method", "arch", "encoder", "decoder"} loadable
+with ``torch.load(weights_only=True)``; :mod:`pcrl_lib.models.exports` reads and loads them.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,7 +90,6 @@ KEY_MIXES = ("raw", "unit")
 # number of batches per epoch (its loader keeps the last partial batch), which makes the noise mass K/n
 # ~batch-size times larger. Default: as released.
 NCE_NOISE = ("batches", "samples")
-EXPORT_KEYS = ("spatial_dims", "method", "arch", "encoder", "decoder")
 
 
 @dataclass
@@ -429,80 +426,3 @@ def build_method_from_config(pretrain_cfg: Any, spatial_dims: int, num_items: in
     if spatial_dims == 3:
         cfg["width"] = pretrain_cfg.width_3d
     return build_method(pretrain_cfg.method, spatial_dims, **{**cfg, **extra})
-
-
-# --------------------------------------------------------------------------------------------------- loading
-def read_export(source: dict | str | os.PathLike) -> dict[str, Any]:
-    """An export dict, given as the dict or as a path to a ``torch.save``-d export; the keys are checked."""
-    where = "export dict"
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained export {path} does not exist; pass the encoder.pt written by "
-                                    "pretraining (method.export())")
-        source, where = torch.load(path, map_location="cpu", weights_only=True), f"export file {path}"
-    if not isinstance(source, dict) or any(k not in source for k in EXPORT_KEYS):
-        keys = sorted(source) if isinstance(source, dict) else type(source).__name__
-        raise ValueError(f"{where} must be a dict with keys {list(EXPORT_KEYS)} (from method.export()); got {keys}")
-    return source
-
-
-def _check_compatible(export: dict, spatial_dims: int | None, arch: dict, keys: tuple[str, ...]) -> None:
-    """Raise ValueError naming both sides when the requested dimensionality or architecture differs."""
-    if spatial_dims is not None and spatial_dims != export["spatial_dims"]:
-        raise ValueError(f"the export is a {export['spatial_dims']}D {export['method']!r} model but a "
-                         f"{spatial_dims}D network was requested (spatial_dims={spatial_dims})")
-    full = arch_kwargs(export["spatial_dims"], **arch)
-    exported = arch_kwargs(export["spatial_dims"], **export["arch"])
-    different = {k: (exported[k], full[k]) for k in keys if k in arch and exported[k] != full[k]}
-    if different:
-        detail = ", ".join(f"{k}: export {a!r} vs requested {b!r}" for k, (a, b) in different.items())
-        raise ValueError(f"architecture mismatch with the {export['method']!r} export ({detail})")
-
-
-def _load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{what} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"wrong shapes {wrong[:5]}")
-    module.load_state_dict(state)
-
-
-_ENCODER_ARCH = ("in_channels", "width", "norm")
-
-
-def load_encoder(source: dict | str | os.PathLike, spatial_dims: int | None = None, **arch: Any) -> nn.Module:
-    """A pretrained encoder from an export (dict or path).
-
-    ``spatial_dims`` and encoder ``arch`` arguments (in_channels, width, norm) are optional checks: when given
-    and different from the export's, ValueError names both.
-    """
-    export = read_export(source)
-    _check_compatible(export, spatial_dims, arch, _ENCODER_ARCH)
-    encoder = build_encoder(export["spatial_dims"], **export["arch"])
-    _load_state(encoder, export["encoder"], f"the {export['method']!r} export's encoder")
-    return encoder
-
-
-def load_unet(source: dict | str | os.PathLike, spatial_dims: int | None = None, **arch: Any) -> nn.Module:
-    """A U-Net initialised from an export: the encoder always, the decoder when the export has one.
-
-    Decoder-only arguments may differ from the export's (e.g. ``out_channels=3, final_activation=None`` for
-    segmentation); the output head is then freshly initialised, every other decoder weight is loaded.
-    Encoder arguments must match (ValueError naming both otherwise).
-    """
-    export = read_export(source)
-    _check_compatible(export, spatial_dims, arch, _ENCODER_ARCH)
-    unet = build_unet(export["spatial_dims"], **{**export["arch"], **arch})
-    _load_state(unet.encoder, export["encoder"], f"the {export['method']!r} export's encoder")
-    if export["decoder"] is not None:
-        own = unet.decoder.state_dict()
-        state = {k: v for k, v in export["decoder"].items()
-                 if not (k.startswith("head.") and own.get(k) is not None and own[k].shape != v.shape)}
-        # The head is the only part allowed to differ (new class count); fill it from the fresh init.
-        state.update({k: v for k, v in own.items() if k.startswith("head.") and k not in state})
-        _load_state(unet.decoder, state, f"the {export['method']!r} export's decoder")
-    return unet

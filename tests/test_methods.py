@@ -5,8 +5,9 @@ import torch
 
 from pcrl_lib.config import PretrainConfig, get_profile
 from pcrl_lib.models import build_encoder
+from pcrl_lib.models.exports import load_encoder
 from pcrl_lib.pcrl import (KEY_MIXES, METHOD_NAMES, NCE_NOISE, build_method, build_method_from_config,
-                           ema_momentum, load_encoder, load_unet, nce_noise_count)
+                           ema_momentum, nce_noise_count)
 from pcrl_lib.train import Trainer
 
 from test_pcrl import make_sample  # tests/ is on sys.path (pytest rootdir-less modules)
@@ -123,9 +124,9 @@ def test_export_loads_into_build_encoder(name, dims, tmp_path):
 
 def test_load_encoder_mismatch_names_both_sides():
     export = build("c2l", 3).export()
-    with pytest.raises(ValueError, match="3D 'c2l'.*spatial_dims=2"):
+    with pytest.raises(ValueError, match=r"export is 3D \(unet3d, width 4, norm bn\) but the task needs 2D.*'c2l'"):
         load_encoder(export, spatial_dims=2)
-    with pytest.raises(ValueError, match="width: export 4 vs requested 8"):
+    with pytest.raises(ValueError, match="width 4, norm bn.*width 8, norm bn.*width mismatch"):
         load_encoder(export, width=8)
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_encoder("nowhere.pt")
@@ -133,17 +134,15 @@ def test_load_encoder_mismatch_names_both_sides():
         load_encoder({"encoder": export["encoder"]})
 
 
-def test_load_unet_transfers_decoder_and_replaces_a_different_head():
-    method = build("pcrl", 3)
+def test_load_encoder_adapts_the_input_channels_like_every_downstream_network():
+    # One rule for in_channels: before, load_encoder refused another in_channels while build_classifier /
+    # build_segmenter adapted the first convolution; now both adapt it (sum over the old channels / C_new).
+    method = build("models_genesis", 3)
     export = method.export()
-    same = load_unet(export)
-    assert torch.equal(same.decoder.head.weight, method.decoder.head.weight)
-    seg = load_unet(export, out_channels=3, final_activation=None)
-    assert seg.decoder.head.weight.shape[0] == 3
-    assert torch.equal(seg.decoder.blocks[0].up.weight, method.decoder.blocks[0].up.weight)
-    assert torch.equal(seg.encoder.blocks[0][0][0].weight, method.encoder_q.blocks[0][0][0].weight)
-    with pytest.raises(ValueError, match="norm: export 'bn' vs requested 'gn'"):
-        load_unet(export, norm="gn")
+    four = load_encoder(export, in_channels=4).eval()
+    x = sample_for(3, batch=1).x1                                   # (1, 1, X, Y, Z)
+    method.unet.encoder.eval()
+    assert torch.allclose(four(x.expand(-1, 4, -1, -1, -1))[-1], method.unet.encoder(x)[-1], atol=1e-5)
 
 
 def test_build_from_profile_config():

@@ -364,7 +364,8 @@ def test_real_pcrl_3d_resumes_bit_identically(tmp_path):
 
 
 def test_real_pcrl_2d_two_steps_and_export_loads(tmp_path):
-    from pcrl_lib.pcrl import build_method, load_encoder
+    from pcrl_lib.models.exports import load_encoder
+    from pcrl_lib.pcrl import build_method
     from pcrl_lib.transforms import PCRLViews2D
 
     torch.manual_seed(0)

@@ -1,15 +1,14 @@
-"""2D radiographs on disk: one loader for PNG/JPEG (8/16-bit, grey or colour) and a classification Dataset.
+"""2D radiographs on disk: one loader for PNG/JPEG (8/16-bit, grey or colour), resizing, and labelled records.
 
-Legend: an image is a float32 array ``(H, W)`` in [0, 1]; a batch item is a ``(1, H, W)`` tensor; ``labels``
-is a float32 vector ``(L,)`` (1 positive, 0 negative) with a boolean ``mask`` ``(L,)`` saying which labels are
-known (CheXpert's "ignore" policy leaves uncertain labels unknown).
+Legend: an image is a float32 array ``(H, W)`` in [0, 1]; ``labels`` is a float32 vector ``(L,)`` (1 positive,
+0 negative, NaN unknown: CheXpert's "ignore" policy leaves uncertain labels unknown). The training sets read
+images from the prepared cache (:class:`pcrl_lib.data.cache.ImageCacheDataset`), not one file per item.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -101,46 +100,3 @@ class ImageRecord:
     def mask(self) -> np.ndarray:
         """``(L,)`` bool: True where the label is known."""
         return ~np.isnan(self.labels)
-
-
-class ClassificationDataset:
-    """A torch-style Dataset over :class:`ImageRecord` s for multi-label classification.
-
-    ``dataset[i]`` is a dict: ``image`` float32 tensor ``(1, H, W)`` in [0, 1] (resized to ``size`` when
-    given, then passed through ``transform``), ``labels`` float32 ``(L,)`` with unknown labels set to 0,
-    ``mask`` bool ``(L,)`` (False where unknown) and ``patient`` (str).
-    """
-
-    def __init__(self, records: Sequence[ImageRecord], size: int | tuple[int, int] | None = None,
-                 transform: Callable | None = None):
-        if len(records) == 0:
-            raise ValueError("records is empty: no images to build a dataset from")
-        widths = {len(r.labels) for r in records}
-        if len(widths) != 1:
-            raise ValueError(f"records carry label vectors of different lengths {sorted(widths)}")
-        self.records = list(records)
-        self.size = size
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict:
-        import torch
-
-        record = self.records[index]
-        image = load_image(record.path)
-        if self.size is not None:
-            image = resize_image(image, self.size)
-        tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-        if self.transform is not None:
-            tensor = self.transform(tensor)
-        known = record.mask
-        labels = np.where(known, record.labels, 0.0).astype(np.float32)
-        return {"image": tensor, "labels": torch.from_numpy(labels), "mask": torch.from_numpy(known),
-                "patient": record.patient}
-
-    @property
-    def label_matrix(self) -> np.ndarray:
-        """``(N, L)`` float32 label matrix of all records (NaN = unknown), e.g. for class frequencies."""
-        return np.stack([r.labels for r in self.records]).astype(np.float32)

@@ -20,13 +20,12 @@ from ..data.lits import STRUCTURES as LITS_STRUCTURES
 from .classify import ClassificationTask, Classifier, build_classifier
 from .experiment import run_finetune
 from .loop import EvalContext, FitResult, epoch_batches, eval_context, fit, make_optimizer
-from .pretrained import describe_arch, load_export
 from .records import MetricValue, ResultRow, load_rows, rows_to_frame, save_rows, summarize
 from .segment import (DiceBCELoss, PatchDataset, SegmentationTask, build_segmenter, gaussian_importance,
                       sliding_window_inference, structure_masks)
 
 __all__ = ["ClassificationTask", "Classifier", "build_classifier", "run_finetune", "EvalContext", "FitResult",
-           "epoch_batches", "eval_context", "fit", "make_optimizer", "describe_arch", "load_export", "MetricValue",
+           "epoch_batches", "eval_context", "fit", "make_optimizer", "MetricValue",
            "ResultRow", "load_rows", "rows_to_frame", "save_rows", "summarize", "BRATS_STRUCTURES",
            "LITS_STRUCTURES", "DiceBCELoss", "PatchDataset", "SegmentationTask", "build_segmenter",
            "gaussian_importance", "sliding_window_inference", "structure_masks"]

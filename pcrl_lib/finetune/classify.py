@@ -12,8 +12,8 @@ The encoder is the 2D ResNet-18 or the 3D Models-Genesis encoder, initialised fr
 (any method), from a *local* ImageNet ResNet-18 file (2D only; never downloaded), or randomly (scratch).
 
 Batches the task understands: a dict with ``image`` ``(B, C, *S)``, ``labels`` ``(B, L)`` or ``(B,)`` and an
-optional ``mask`` ``(B, L)`` (False where a label is unknown, as :class:`pcrl_lib.data.images2d.ClassificationDataset`
-yields), or a tuple ``(image, labels)`` (:class:`pcrl_lib.data.cache.CandidateDataset`, ``ImageCacheDataset``).
+optional ``mask`` ``(B, L)`` (False where a label is unknown, e.g. CheXpert's "ignore" policy), or a tuple
+``(image, labels)`` (:class:`pcrl_lib.data.cache.CandidateDataset`, ``ImageCacheDataset``).
 Grey ``(B, 1, H, W)`` X-rays given to a 3-channel 2D encoder are repeated to 3 channels first.
 """
 
@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..metrics import roc_auc
 from ..transforms import normalize
 from ..models import ClassificationHead, build_encoder
+from ..models.exports import read_export
 from .loop import EvalContext
-from .pretrained import init_encoder, load_export, resolve_arch
+from .pretrained import init_encoder, resolve_arch
 from .records import MetricValue
 
 
@@ -73,7 +74,7 @@ def build_classifier(spatial_dims: int, num_classes: int, *, pretrained: Mapping
         width, norm: 3D encoder width/norm (default: the export's, else 32 / "bn").
         dropout: dropout before the linear layer.
     """
-    export = load_export(pretrained) if pretrained is not None else None
+    export = read_export(pretrained) if pretrained is not None else None
     arch = resolve_arch(spatial_dims, export, in_channels=in_channels, width=width, norm=norm)
     model = Classifier(build_encoder(spatial_dims, **arch), num_classes, dropout)
     model.init_report = init_encoder(model.encoder, export, imagenet_weights)

@@ -42,12 +42,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..checkpoint import load_checkpoint
 from ..config import FinetuneConfig, get_profile
 from ..metrics import bootstrap_mean_ci, dice, hd95
 from ..models import build_unet
+from ..models.exports import load_state, read_export
 from .loop import EvalContext
-from .pretrained import first_conv_key, init_encoder, load_export, load_state, resolve_arch
+from .pretrained import init_encoder, resolve_arch
 from .records import MetricValue
 
 WEIGHTINGS = ("gaussian", "uniform")
@@ -81,7 +81,7 @@ def build_segmenter(spatial_dims: int, out_channels: int, *, pretrained: Mapping
     """
     if not isinstance(out_channels, int) or out_channels < 1:
         raise ValueError(f"out_channels must be a positive int (number of structures), got {out_channels!r}")
-    export = load_export(pretrained) if pretrained is not None else None
+    export = read_export(pretrained) if pretrained is not None else None
     arch = resolve_arch(spatial_dims, export, in_channels=in_channels, width=width, norm=norm)
     if spatial_dims == 2:
         net = build_unet(2, in_channels=arch["in_channels"], out_channels=out_channels)
@@ -456,40 +456,3 @@ def segmenter_factory(data: "SegmentationData", pretrained: str | os.PathLike | 
                                width=None if pretrained is not None else width, load_decoder=load_decoder)
 
     return make
-
-
-def _last_conv_key(model) -> str:
-    """State-dict key of the weight of the last convolution (the head predicting one channel per structure)."""
-    convs = [name for name, sub in model.named_modules() if isinstance(sub, (nn.Conv2d, nn.Conv3d))]
-    if not convs:
-        raise ValueError(f"{type(model).__name__} has no convolution")
-    return f"{convs[-1]}.weight"
-
-
-def load_finetuned(model, path: str | os.PathLike):
-    """Load fine-tuned weights (a run's ``best.pt``) into ``model`` and return it in eval mode.
-
-    A checkpoint of another input channel count or number of structures raises ``ValueError`` saying which,
-    instead of a size-mismatch traceback."""
-    state = load_checkpoint(path)
-    own = model.state_dict()
-    first = first_conv_key(model)
-    missing = sorted(set(own) - set(state))
-    if missing or set(state) - set(own):
-        raise ValueError(f"{path}: the checkpoint's parameters do not match this network (e.g. "
-                         f"{(missing or sorted(set(state) - set(own)))[0]!r}); was it fine-tuned with another "
-                         "architecture or width?")
-    theirs, ours = state[first].shape[1], own[first].shape[1]
-    if theirs != ours:
-        raise ValueError(f"{path} was fine-tuned with {theirs} input channel(s) but this network takes {ours}; "
-                         f"build it with in_channels={theirs} (the run's CHANNELS)")
-    head = _last_conv_key(model)
-    if state[head].shape[0] != own[head].shape[0]:
-        raise ValueError(f"{path} was fine-tuned for {state[head].shape[0]} structure(s) but this network predicts "
-                         f"{own[head].shape[0]}; build it with the run's structures")
-    for key, value in own.items():
-        if state[key].shape != value.shape:
-            raise ValueError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}, this network needs "
-                             f"{tuple(value.shape)}; was it fine-tuned with another width?")
-    model.load_state_dict(state)
-    return model.eval()

@@ -16,13 +16,11 @@ Every encoder maps ``x`` to a list of feature maps, shallow → deep, bottleneck
 
 from __future__ import annotations
 
-from torch import nn
-
 from .heads import ClassificationHead, ProjectionHead, TCAGate
 from .unet2d import ResNet18Encoder, UNet2D, UNetDecoder2D
 from .unet3d import GenesisDecoder3D, GenesisEncoder3D, UNet3D
 
-__all__ = ["build_unet", "build_encoder", "bottleneck_channels", "tca_code_dim", "arch_kwargs", "count_parameters",
+__all__ = ["build_unet", "build_encoder", "bottleneck_channels", "tca_code_dim", "arch_kwargs",
            "UNet2D", "UNet3D", "ResNet18Encoder", "UNetDecoder2D", "GenesisEncoder3D", "GenesisDecoder3D",
            "ProjectionHead", "TCAGate", "ClassificationHead"]
 
@@ -72,8 +70,3 @@ def tca_code_dim(spatial_dims: int) -> int:
     """Length of the TCA code: one flip flag per axis + one-hot of 4 rotations (6 in 2D, 7 in 3D)."""
     _check_dims(spatial_dims)
     return spatial_dims + 4
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

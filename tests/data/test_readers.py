@@ -15,7 +15,7 @@ from PIL import Image
 
 from pcrl_lib.data import brats, chexpert, lits, luna, nih, synthetic
 from pcrl_lib.data.check import check
-from pcrl_lib.data.images2d import ClassificationDataset, ImageRecord, load_image, resize_image
+from pcrl_lib.data.images2d import ImageRecord, load_image, resize_image
 from pcrl_lib.data.splits import patient_split
 
 
@@ -49,13 +49,13 @@ def test_load_image_jpeg_close_to_source(tmp_path):
     assert np.abs(load_image(tmp_path / "x.jpg") - ramp / 255).max() < 0.03
 
 
-def test_resize_and_dataset_items(roots):
+def test_resize_and_nih_records(roots):
     table = nih.load_labels(nih.find_label_csv(roots["nih"]))
-    dataset = ClassificationDataset(nih.records(table, roots["nih"] / "images"), size=32)
-    item = dataset[0]
-    assert item["image"].shape == (1, 32, 32) and item["image"].dtype == torch.float32
-    assert item["labels"].shape == (14,) and item["mask"].all()
-    assert item["patient"] == table["patient_id"].iloc[0]
+    record = nih.records(table, roots["nih"] / "images")[0]
+    image = resize_image(load_image(record.path), 32)
+    assert image.shape == (32, 32) and image.dtype == np.float32
+    assert record.labels.shape == (14,) and record.mask.all()
+    assert record.patient == table["patient_id"].iloc[0]
     assert resize_image(np.zeros((10, 20), np.float32), (5, 7)).shape == (5, 7)
 
 
@@ -129,9 +129,8 @@ def test_chexpert_frontal_only_and_records(roots):
     assert (table["view"] == "Frontal").all() and table["path"].str.endswith("_frontal.jpg").all()
     records = chexpert.records(table)
     assert isinstance(records[0], ImageRecord) and records[0].labels.shape == (5,)
-    item = ClassificationDataset(records)[0]
-    assert item["image"].shape == (1, 48, 48)
-    assert torch.equal(item["mask"], torch.from_numpy(~np.isnan(records[0].labels)))
+    assert load_image(records[0].path).shape == (48, 48)
+    assert (records[0].mask == ~np.isnan(records[0].labels)).all()
 
 
 # ------------------------------------------------------------------------------------------ LUNA16

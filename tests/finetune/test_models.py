@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from pcrl_lib.finetune import build_classifier, build_segmenter, describe_arch, load_export
+from pcrl_lib.finetune import build_classifier, build_segmenter
+from pcrl_lib.models.exports import describe_arch, read_export
 from pcrl_lib.pcrl import build_method
 
 
@@ -57,7 +58,7 @@ def test_export_with_foreign_weights_is_refused(genesis3d):
     with pytest.raises(ValueError, match="missing keys"):
         build_classifier(3, 1, pretrained=bad)
     with pytest.raises(ValueError, match="keys"):
-        load_export({"encoder": {}})
+        read_export({"encoder": {}})
 
 
 def test_segmenter_adapts_first_conv_for_four_modalities(genesis3d):

@@ -12,6 +12,7 @@ from pcrl_lib.data import tasks_seg
 from pcrl_lib.finetune import SegmentationTask, segment
 from pcrl_lib.finetune.classify import classification_task, classifier_factory
 from pcrl_lib.finetune.experiment import classification_run_folder, encoder_tag, segmentation_run_folder
+from pcrl_lib.models.exports import load_finetuned
 from pcrl_lib.transforms import normalize
 
 
@@ -67,17 +68,17 @@ def test_segmenter_factory_and_finetuned_weights_round_trip(tmp_path):
     x = torch.randn(1, 4, 16, 16, 8)
     assert model(x).shape == (1, 3, 16, 16, 8) and model.init_report["init"] == "scratch"
     atomic_save(model.state_dict(), tmp_path / "best.pt")
-    other = segment.load_finetuned(segment.segmenter_factory(data, width=4)(), tmp_path / "best.pt")
+    other = load_finetuned(segment.segmenter_factory(data, width=4)(), tmp_path / "best.pt")
     model.eval()
     assert torch.equal(other(x), model(x))
     with pytest.raises(ValueError, match=r"4 input channel\(s\) but this network takes 1"):
-        segment.load_finetuned(segment.segmenter_factory(_tiny_seg(1, data.structures), width=4)(),
+        load_finetuned(segment.segmenter_factory(_tiny_seg(1, data.structures), width=4)(),
                                  tmp_path / "best.pt")
     with pytest.raises(ValueError, match=r"3 structure\(s\) but this network predicts 1"):
-        segment.load_finetuned(segment.segmenter_factory(_tiny_seg(4, {"WT": (1, 2, 4)}), width=4)(),
+        load_finetuned(segment.segmenter_factory(_tiny_seg(4, {"WT": (1, 2, 4)}), width=4)(),
                                  tmp_path / "best.pt")
     with pytest.raises(ValueError, match="another width"):
-        segment.load_finetuned(segment.segmenter_factory(data, width=8)(), tmp_path / "best.pt")
+        load_finetuned(segment.segmenter_factory(data, width=8)(), tmp_path / "best.pt")
 
 
 def test_segmenter_factory_loads_encoder_and_decoder_and_adapts_the_first_conv():
