@@ -34,8 +34,8 @@ from torch import nn
 
 from . import arch_kwargs, build_encoder
 
-__all__ = ["EXPORT_KEYS", "read_export", "full_arch", "describe_arch", "check_compatible", "first_conv_key", "last_conv_key",
-           "adapt_in_channels", "load_state", "load_encoder", "load_finetuned"]
+__all__ = ["EXPORT_KEYS", "read_export", "full_arch", "describe_arch", "check_compatible", "first_conv_key",
+           "last_conv_key", "adapt_in_channels", "load_state", "load_encoder", "load_finetuned"]
 
 EXPORT_KEYS = ("spatial_dims", "method", "arch", "encoder", "decoder")
 # U-Net arguments that must agree between an export and the network it goes into (in_channels is adapted,
