@@ -5,9 +5,14 @@ Reconstructing Diverse Contexts", ICCV 2021. The notebooks in ``notebooks/`` ass
 blocks defined here; nothing in a notebook re-implements library code.
 
 Modules (one concept each): ``config`` (profiles), ``env`` (seeding, device, environment report),
-``paths`` (where caches and runs live), ``course`` (papermill runner and records), ``data`` (readers,
-synthetic look-alikes, demo data, preprocessing), ``transforms``, ``models``, ``pcrl`` (the objective),
-``train``, ``finetune``, ``metrics``, ``viz``.
+``paths`` (where caches and runs live), ``fileio`` (atomic writes, JSON helpers, fingerprints), ``runs`` (run
+folders, their lock, run reuse), ``checkpoint`` (torch checkpoints, RNG state), ``data`` (readers, synthetic
+look-alikes, demo data, preprocessing, splits), ``transforms``, ``models`` (networks; ``models.exports``: the
+export format and its loaders), ``pcrl`` (the objective), ``training`` (what both training loops share: seed
+streams, epoch order, device moves), ``train`` (the pretraining loop), ``pretrain_setup`` / ``pretrain_cli``
+(assembling a pretraining run; ``python -m pcrl_lib.train``), ``experiments`` (the course's pretraining runs),
+``finetune``, ``metrics``, ``course`` (papermill runner, notebook records), ``course_records`` / ``claims`` /
+``report`` (reading a run's records, checking the paper's claims, writing RESULTS.md), ``viz``.
 """
 
 __version__ = "0.1.0"
