@@ -46,8 +46,8 @@ import pandas as pd
 from ..config import get_profile
 from ..paths import cache_dir
 from . import luna
-from .cache import (ImageCacheDataset, PairDataset, atomic_write_text, fingerprint, input_signature,
-                    prepare_image_cache)
+from ..fileio import atomic_path, atomic_write_text, fingerprint
+from .cache import ImageCacheDataset, PairDataset, input_signature, prepare_image_cache
 from .demo import load_manifest, xray_images
 from .dicom import read_dicom_image
 from .prepare import ensure_synthetic
@@ -172,9 +172,8 @@ def demo_radiograph_png() -> Path:
             return png
     image, meta = read_dicom_image(source)                                   # (H, W) float32 in [0, 1]
     out_dir.mkdir(parents=True, exist_ok=True)
-    temporary = png.with_name(f".{png.name}.{os.getpid()}.tmp")
-    Image.fromarray(np.rint(image * 65535.0).astype(np.uint16)).save(temporary, format="PNG")
-    os.replace(temporary, png)  # atomic: a killed conversion never leaves a half-written PNG under its name
+    with atomic_path(png) as temporary:  # a killed conversion never leaves a half-written PNG under its name
+        Image.fromarray(np.rint(image * 65535.0).astype(np.uint16)).save(temporary, format="PNG")
     atomic_write_text(record_file, json.dumps({
         "format": _PNG_FORMAT, "source": signature, "photometric": meta.photometric, "inverted": meta.inverted,
         "window": list(meta.window), "window_source": meta.window_source, "voi_function": meta.voi_function,

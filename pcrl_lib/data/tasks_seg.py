@@ -51,6 +51,7 @@ import numpy as np
 from ..config import get_profile
 from ..paths import cache_dir
 from . import brats, lits
+from ..fileio import atomic_path
 from .cache import SegmentationCaseDataset, read_manifest
 from .preprocess import CT_WINDOWS, SegmentationCase, prepare_segmentation_cases
 from .splits import SPLIT_SEED, SPLITS, split_cases
@@ -232,14 +233,14 @@ def brats_cases(root: str | os.PathLike, modalities: Sequence[str] = brats.MODAL
 
 
 def _write_once(volume, path: Path) -> None:
-    """Write a volume unless the file exists; through a temporary name so that a reader never sees half a file."""
+    """Write a volume unless the file exists; atomically (:func:`pcrl_lib.fileio.atomic_path`), so that a reader
+    never sees half a file."""
     from .volume import write_volume
 
     if path.is_file():
         return
-    tmp = path.with_name(f".{os.getpid()}.{path.name}")
-    write_volume(volume, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_volume(volume, tmp)
 
 
 def demo_cases(task: str, folder: str | os.PathLike) -> list[SegmentationCase]:

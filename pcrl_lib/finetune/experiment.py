@@ -24,9 +24,10 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import FinetuneConfig
-from ..data.cache import fingerprint, input_signature
+from ..data.cache import input_signature
 from ..data.splits import patient_ids, sample_fraction
 from ..env import seed_everything
+from ..fileio import fingerprint
 from .loop import eval_context, fit
 from .records import ResultRow, save_rows
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ...fileio import atomic_write_text
 from ...paths import cache_dir as _kit_cache_dir
 from .sources import SOURCES, Source
 
@@ -366,12 +367,6 @@ def _examples(keys: Sequence[str], shown: int = 3) -> str:
     return ", ".join(keys[:shown]) + more
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def _remove_leftovers(root: Path, older_than_s: float = 3600.0) -> None:
     """Hidden staging/download folders of an interrupted earlier run (never the finished folders).
 
@@ -472,7 +467,7 @@ def fetch(cache_dir: str | os.PathLike | None = None, progress: bool = True,
             f"rerun `{_FETCH_HINT}` where {needed} can be obtained (package registry reachable, or --wheel-dir / "
             f"{WHEELS_ENV} holding it); this time it could not: {unrepaired[0][2]}")
     manifest = Manifest(root, tuple(entries))
-    _write_json_atomic(root / MANIFEST, manifest.to_json())
+    atomic_write_text(root / MANIFEST, json.dumps(manifest.to_json(), indent=1))
     _say(progress, f"demo data ready at {root}: {len(entries)} files, {manifest.size_bytes / 2**20:.1f} MiB "
                    f"in {time.perf_counter() - start:.1f} s")
     return manifest
