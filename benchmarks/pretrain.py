@@ -72,7 +72,7 @@ sys.path.insert(0, str(ROOT))
 from pcrl_lib.config import get_profile  # noqa: E402
 from pcrl_lib.pcrl import build_method_from_config  # noqa: E402
 from pcrl_lib.precision import cpu_capability, make_precision  # noqa: E402
-from pcrl_lib.train import GenesisViews  # noqa: E402
+from pcrl_lib.pretrain_setup import GenesisViews  # noqa: E402
 from pcrl_lib.transforms import PCRLViews2D, PCRLViews3D  # noqa: E402
 
 SIZES = ("quick", "paper", "bf16-cpu")

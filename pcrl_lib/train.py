@@ -62,7 +62,6 @@ from .config import PretrainConfig
 from .env import pick_device, seed_worker
 from .fileio import atomic_write_json
 from .precision import make_precision
-from .pretrain_setup import GenesisViews  # noqa: F401 - benchmarks/pretrain.py imports it from here
 from .runs import config_differences, run_folder
 from .training import NonFiniteLossError, derive_seed, epoch_permutation, to_device
 

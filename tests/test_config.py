@@ -121,10 +121,10 @@ def test_choices_match_the_library():
     ("epochs", "abc", "PretrainConfig.epochs must be an int >= 1, got 'abc'"),
 ])
 def test_train_cli_refuses_bad_values_in_one_line_before_any_work(tmp_path, capsys, key, value, message):
-    from pcrl_lib import train
+    from pcrl_lib import pretrain_cli
 
     out = tmp_path / "run"
-    code = train.main(["--dim", "2", "--profile", "smoke", "--data", str(tmp_path / "cache"), "--output-dir", str(out),
+    code = pretrain_cli.main(["--dim", "2", "--profile", "smoke", "--data", str(tmp_path / "cache"), "--output-dir", str(out),
                        "-p", key, value])
     err = capsys.readouterr().err
     assert code == 2 and err == f"error: {message}\n"
