@@ -49,6 +49,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pcrl_lib.precision import bf16_conv3d_correct, bf16_conv3d_errors  # noqa: E402
+
 NO_CUDA = "no CUDA device: nothing to check"
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets, matched in order against the
@@ -160,18 +162,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _conv3d_bf16(device: torch.device) -> dict:
-    gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(2, 32, 2, 2, 2, device=device, generator=gen)
-    w = torch.randn(32, 32, 3, 3, 3, device=device, generator=gen)
-
-    def weight_grad(dtype):
-        wd = w.to(dtype, copy=True).requires_grad_()
-        torch.nn.functional.conv3d(x.to(dtype), wd, padding=1).float().sum().backward()
-        return wd.grad.float()
-
-    ref = weight_grad(torch.float32)
-    errors = [((weight_grad(torch.bfloat16) - ref).abs().max() / ref.abs().max()).item() for _ in range(3)]
-    return {"relative_errors": errors, "correct": all(e < 0.05 for e in errors)}
+    errors = bf16_conv3d_errors(device)
+    return {"relative_errors": errors, "correct": bf16_conv3d_correct(errors)}
 
 
 def _augment(device: torch.device, batch: int, repeats: int) -> dict:

@@ -77,13 +77,12 @@ def cpu_capability() -> str:
     return f"{torch.backends.cpu.get_cpu_capability()}, {', '.join(flags) if flags else 'no native bf16'}"
 
 
-@lru_cache(maxsize=None)
-def cpu_bf16_conv3d_ok() -> bool:
-    """Whether bf16 ``conv3d`` on CPU computes a correct weight gradient where a spatial side is 2 (module doc):
-    the relative error against fp32 stays under 5 % on three calls (bf16 rounding gives ~0.3 %)."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 32, 2, 2, 2, generator=gen)   # 32 channels: the bug does not show at 8
-    w = torch.randn(32, 32, 3, 3, 3, generator=gen)
+def bf16_conv3d_errors(device: str | torch.device = "cpu", repeats: int = 3) -> list[float]:
+    """Relative max error of bf16 ``conv3d`` weight gradients against fp32 at a 2×2×2 input with 32 channels
+    (module doc), one value per call: bf16 rounding gives ~0.3 %, the CPU bug 1e28 or NaN."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(2, 32, 2, 2, 2, device=device, generator=gen)   # 32 channels: the bug does not show at 8
+    w = torch.randn(32, 32, 3, 3, 3, device=device, generator=gen)
 
     def weight_grad(dtype: torch.dtype) -> torch.Tensor:
         wd = w.to(dtype, copy=True).requires_grad_()
@@ -91,12 +90,23 @@ def cpu_bf16_conv3d_ok() -> bool:
         return wd.grad.float()
 
     ref = weight_grad(torch.float32)
-    errors = [((weight_grad(torch.bfloat16) - ref).abs().max() / ref.abs().max()).item() for _ in range(3)]
-    return all(e < 0.05 for e in errors)  # NaN compares False
+    return [((weight_grad(torch.bfloat16) - ref).abs().max() / ref.abs().max()).item() for _ in range(repeats)]
+
+
+def bf16_conv3d_correct(errors: list[float]) -> bool:
+    """Whether :func:`bf16_conv3d_errors` stay under 5 % (NaN compares False)."""
+    return all(e < 0.05 for e in errors)
+
+
+@lru_cache(maxsize=None)
+def cpu_bf16_conv3d_ok() -> bool:
+    """Whether bf16 ``conv3d`` on CPU computes a correct weight gradient where a spatial side is 2 (module doc)."""
+    return bf16_conv3d_correct(bf16_conv3d_errors("cpu"))
 
 
 # What ``precision="auto"`` means on a CPU (module doc). Native bf16 made the quick 2D step 1.1-1.6x faster than
-# fp32 (benchmarks/pretrain.py, 2-core Zen 4 under load); emulated bf16 is slower than fp32. CPU_AUTO: models whose dimensions the caller does not give.
+# fp32 (benchmarks/pretrain.py, 2-core Zen 4 under load); emulated bf16 is slower than fp32. CPU_AUTO: models
+# whose dimensions the caller does not give.
 CPU_AUTO_2D = "bf16" if cpu_bf16_flags() else "fp32"
 CPU_AUTO = "fp32"
 
