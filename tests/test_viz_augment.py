@@ -1,12 +1,12 @@
-"""Figure helpers of the augmentation lesson: display orientation, captions, the catalogue and its pure render
-function, the pipeline replays, and the playground's callbacks (called directly: they never fire headless)."""
+"""Figure helpers of the augmentation lesson: display orientation, captions, the catalogue, the pipeline
+replays."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from pcrl_lib.transforms import (NonlinearParams, PaintingParams, PCRLViews2D, PCRLViews3D, draw_mix, encode_tca,
+from pcrl_lib.transforms import (NonlinearParams, PCRLViews2D, PCRLViews3D, draw_mix, encode_tca,
                                  normalize, tca_apply, tca_invert)
 from pcrl_lib.viz import augment as va
 
@@ -115,29 +115,6 @@ def test_knob_values_and_build_validate_their_arguments():
     assert va.names(3) == [n for n in va.CATALOGUE if 3 in va.CATALOGUE[n].dims] and "cutout" not in va.names(3)
 
 
-@pytest.mark.parametrize("name", list(va.CATALOGUE))
-def test_render_transform_every_entry_is_deterministic_and_in_range(name):
-    for x in (image(), cube()):
-        if x.ndim - 1 not in va.CATALOGUE[name].dims:
-            continue
-        frame = va.render_transform(name, x, seed=2, n_blocks=200) if name == "local pixel shuffling" else \
-            va.render_transform(name, x, seed=2)
-        again = va.render_transform(name, x, seed=2, n_blocks=200) if name == "local pixel shuffling" else \
-            va.render_transform(name, x, seed=2)
-        assert np.array_equal(frame.after, again.after) and frame.caption == again.caption
-        assert frame.before.ndim == 3 and frame.before.shape[-1] == 3 and 0 <= frame.after.min() <= frame.after.max() <= 1
-        assert frame.output.shape[0] == (3 if x.ndim == 3 else 1)
-        assert (frame.mask is not None) == name.endswith("painting")
-
-
-def test_render_transform_seed_changes_the_draw():
-    a = va.render_transform("Gaussian blur", cube(), seed=0)
-    b = va.render_transform("Gaussian blur", cube(), seed=1)
-    assert a.caption != b.caption and not np.array_equal(a.after, b.after)
-    assert not np.array_equal(va.render_transform("flip", image(), 0, p=1.0).after,
-                              va.render_transform("flip", image(), 0, p=0.0).after)
-
-
 def test_replay_view_2d_lands_on_the_sample_exactly():
     views = PCRLViews2D(size=16)
     images = torch.rand(3, 1, 20, 20, generator=torch.Generator().manual_seed(0))
@@ -197,33 +174,3 @@ def test_bezier_figure_draws_each_curve():
     assert len(fig.axes) == 6 and all(ax.lines for ax in fig.axes[:3])
     with pytest.raises(ValueError, match="non-linear intensity"):
         va.bezier_figure(va.draw("flip", image(), 2, seed=0))
-
-
-def test_playground_is_static_when_headless(monkeypatch):
-    monkeypatch.setenv("PCRL_HEADLESS", "1")
-    fig = va.playground(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 10, 10, 4), seed=1)
-    assert isinstance(fig, plt.Figure)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert len(shown) == 2 + len(va.names(2)) + len(va.names(3))          # input + every transform, 2D and 3D
-    with pytest.raises(ValueError, match="cubes must be a floating tensor"):
-        va.playground(torch.rand(2, 1, 16, 16), torch.rand(2, 10, 10, 4))
-
-
-def test_playground_callbacks_rebuild_knobs_and_redraw():
-    pytest.importorskip("ipywidgets")
-    pg = va.Playground(torch.rand(2, 1, 16, 16), torch.rand(3, 1, 10, 10, 4), seed=0)
-    c = pg.controls
-    assert c["transform"].value == "non-linear intensity" and list(pg.knobs) == ["invert_p"]
-    assert c["slice"].disabled
-    c["transform"].value = "cutout"
-    assert list(pg.knobs) == ["n_holes", "hole_frac"] and pg.frame.caption == "3 holes"
-    pg.knobs["n_holes"].value = 5
-    assert pg.frame.caption == "5 holes"
-    c["dims"].value = 3                                  # cutout has no 3D form: the first 3D transform is chosen
-    assert c["transform"].value == "non-linear intensity" and not c["slice"].disabled and c["image"].max == 2
-    c["transform"].value = "out-painting"
-    c["slice"].value = 0
-    expected = va.render_transform("out-painting", pg.cubes[0], 0, 0)
-    assert np.array_equal(pg.frame.after, expected.after) and pg.frame.mask is not None
-    c["seed"].value = 7
-    assert not np.array_equal(pg.frame.after, expected.after)

@@ -13,6 +13,7 @@ import torch
 from pcrl_lib import viz
 from pcrl_lib.data import orientation
 from pcrl_lib.viz import augment as va
+from pcrl_lib.viz import playground as vp
 from pcrl_lib.viz import segmentation as seg
 
 SHAPE_LPS = (10, 12, 8)        # L-R, A-P, I-S extents of the phantom (distinct, so a transposed slice shows)
@@ -186,7 +187,7 @@ def test_augmentation_figures_are_radiological(name):
     cube = torch.from_numpy(array)[None] * 0.4                     # (1, X, Y, Z); 0.4 = top of the 3D window
     assert_top_left(va.display_array(cube, direction=direction), f"display_array, {name}")
     assert_top_left(va.display_mask(cube[0] > 0, direction=direction).astype(float), f"display_mask, {name}")
-    frame = va.render_transform("non-linear intensity", cube, seed=0, direction=direction)
+    frame = vp.render_transform("non-linear intensity", cube, seed=0, direction=direction)
     assert_top_left(frame.before, f"render_transform, {name}")
     batch = cube[None].expand(2, -1, -1, -1, -1)
     fig = va.mixup_figure(batch, 0.7, torch.tensor([1, 0]), samples=(0, 1), direction=direction)

@@ -8,7 +8,7 @@ see :mod:`.base` for the pattern and the shape legend.
 module             contents
 =================  ===========================================================================
 ``views``          :class:`PCRLSample`, :class:`PCRLViews2D`, :class:`PCRLViews3D` (one PCRL batch)
-``tca``            TCA codes: :func:`draw_tca`, :func:`tca_apply`, :func:`tca_invert`
+``tca``            TCA codes: :func:`draw_tca`, :func:`tca_apply`, :func:`tca_invert`, :class:`TCATransform`
 ``mixup``          :func:`draw_mix`, :func:`mix` (pass-B cross-model mixup)
 ``genesis``        Models Genesis: :class:`NonlinearIntensity`, :class:`Painting`,
                    :class:`GenesisRestoration` → :class:`RestorationSample`
@@ -28,14 +28,14 @@ from .mixup import draw_mix, mix
 from .shuffle import LocalPixelShuffle, ShuffleParams
 from .spatial import (AffineParams, BlurParams, FlipParams, GaussianBlur, RandomAffine, RandomFlip,
                       flip_rotate)
-from .tca import code_size, decode_tca, draw_tca, encode_tca, tca_apply, tca_invert
+from .tca import TCAParams, TCATransform, code_size, decode_tca, draw_tca, encode_tca, tca_apply, tca_invert
 from .views import PCRLSample, PCRLViews2D, PCRLViews3D
 from .views2d import CropParams, Cutout, CutoutParams, RandomResizedCrop
 
 __all__ = [
     "Params", "RandomTransform",
     "PCRLSample", "PCRLViews2D", "PCRLViews3D",
-    "draw_tca", "tca_apply", "tca_invert", "encode_tca", "decode_tca", "code_size",
+    "draw_tca", "tca_apply", "tca_invert", "encode_tca", "decode_tca", "code_size", "TCAParams", "TCATransform",
     "draw_mix", "mix",
     "NonlinearIntensity", "NonlinearParams", "Painting", "PaintingParams", "GenesisRestoration",
     "RestorationSample", "draw_genesis_flips",

@@ -13,9 +13,11 @@ which is what the released code does with numpy — and :func:`tca_invert` undoe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import check_generator, check_probability, check_spatial_dims, rand
+from .base import Params, RandomTransform, check_generator, check_probability, check_spatial_dims, rand
 from .spatial import flip_rotate
 
 N_ROTATIONS = 4
@@ -82,3 +84,29 @@ def tca_invert(y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     _check_pair(y, code, "y")
     flips, k = decode_tca(code)
     return flip_rotate(y, flips, k, inverse=True)
+
+
+@dataclass(frozen=True)
+class TCAParams(Params):
+    """``code`` ``(B, 6|7)``: the drawn TCA codes (see :func:`encode_tca`)."""
+
+    code: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.code.shape[0]
+
+
+class TCATransform(RandomTransform):
+    """The TCA target transform in the draw/apply form of the other transforms: draw codes with
+    :func:`draw_tca`, apply them with :func:`tca_apply`."""
+
+    def __init__(self, spatial_dims: int, flip_p: float = 0.5):
+        super().__init__(spatial_dims)
+        self.flip_p = check_probability(flip_p, "flip_p")
+
+    def draw(self, shape, generator) -> TCAParams:
+        return TCAParams(code=draw_tca(int(shape[0]), self.spatial_dims, generator, self.flip_p))
+
+    def apply(self, x, params: TCAParams) -> torch.Tensor:
+        return tca_apply(x, params.code.to(x.device))

@@ -1,11 +1,9 @@
 """Figures for the augmentation lesson (notebook 02): random draws of one transform, the Bézier curves,
-the TCA code grid, the view pipelines replayed step by step, one PCRL sample as the model sees it, and a
-playground widget.
+the TCA code grid, the view pipelines replayed step by step, one PCRL sample as the model sees it, and the
+catalogue of transforms that the playground (:mod:`.playground`) offers.
 
 The transforms themselves live in :mod:`pcrl_lib.transforms`; this module only draws, replays and
-displays them. The playground follows the viewer pattern of :mod:`.viewer`: a pure render function
-(:func:`render_transform`, tested directly) behind an ipywidgets panel, and a static figure when run
-headless (``PCRL_HEADLESS=1``), because widget callbacks never fire without a browser.
+displays them.
 
 Legend: ``B`` batch size, ``C`` channels (1 for CT cubes and raw X-rays, 3 for the 2D views), 2D images
 ``(C, H, W)``, 3D cubes ``(C, X, Y, Z)`` with Z = slices; batched tensors carry a leading ``B``. ``sd`` the
@@ -32,11 +30,9 @@ from ..transforms import (AffineParams, BlurParams, ColorJitter, CropParams, Cut
                           GaussianBlur, GrayscaleParams, JitterParams, LocalPixelShuffle, NonlinearIntensity,
                           NonlinearParams, Painting, PaintingParams, Params, PCRLSample, PCRLViews2D,
                           PCRLViews3D, RandomAffine, RandomFlip, RandomResizedCrop, RandomTransform, ShuffleParams,
-                          decode_tca, denormalize, draw_tca, encode_tca, mix, normalize, tca_apply)
-from ..transforms.base import check_probability
+                          TCAParams, TCATransform, decode_tca, denormalize, encode_tca, mix, normalize, tca_apply)
 from ..data.orientation import CONVENTION, display_slice, label_edges, storage_axis
 from ..transforms.genesis import bezier_lookup, box_mask
-from .viewer import headless
 
 # PCRL's CT scale maps [-1000, 1000] HU to [0, 1]; the lung crops PCRL trains on are mostly parenchyma near
 # 0.08 (-850 HU). Showing [0, 0.4] (-1000 to -200 HU) spreads the parenchyma's grey levels; vessels saturate.
@@ -124,7 +120,7 @@ class Panel:
     plane: str | None = None
 
 
-def _panel(x: torch.Tensor, title: str, z: int | None, normalized: bool, window, direction, mask=None,
+def image_panel(x: torch.Tensor, title: str, z: int | None, normalized: bool, window, direction, mask=None,
            lettered: bool = True) -> Panel:
     """:func:`display_array` of ``x`` as a :class:`Panel`; a cube's slice is lettered unless ``lettered`` is
     False (for outputs of flips and rotations, whose anatomy moved)."""
@@ -260,32 +256,6 @@ def painted_region(params: PaintingParams, i: int, spatial: Sequence[int]) -> to
 
 
 @dataclass(frozen=True)
-class TCAParams(Params):
-    """``code`` ``(B, 6|7)``: the drawn TCA codes (see :mod:`pcrl_lib.transforms.tca`)."""
-
-    code: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.code.shape[0]
-
-
-class TCATransform(RandomTransform):
-    """The TCA target transform in the draw/apply form of the other transforms: draw codes with
-    :func:`~pcrl_lib.transforms.draw_tca`, apply them with :func:`~pcrl_lib.transforms.tca_apply`."""
-
-    def __init__(self, spatial_dims: int, flip_p: float = 0.5):
-        super().__init__(spatial_dims)
-        self.flip_p = check_probability(flip_p, "flip_p")
-
-    def draw(self, shape, generator) -> TCAParams:
-        return TCAParams(code=draw_tca(int(shape[0]), self.spatial_dims, generator, self.flip_p))
-
-    def apply(self, x, params: TCAParams) -> torch.Tensor:
-        return tca_apply(x, params.code.to(x.device))
-
-
-@dataclass(frozen=True)
 class Knob:
     """One parameter of a playground transform: slider range and default."""
 
@@ -409,7 +379,7 @@ class Draws:
         return self.x.ndim - 2
 
 
-def _as_view_input(x: torch.Tensor) -> torch.Tensor:
+def as_view_input(x: torch.Tensor) -> torch.Tensor:
     """2D images enter the view pipeline as 3 channels (grey repeated), as :class:`PCRLViews2D` does."""
     return x.expand(3, -1, -1) if x.ndim == 3 and x.shape[0] == 1 else x
 
@@ -417,7 +387,7 @@ def _as_view_input(x: torch.Tensor) -> torch.Tensor:
 def draw(name: str, image: torch.Tensor, n: int, seed: int, **values) -> Draws:
     """``n`` draws of catalogue transform ``name`` on one ``image`` ``(C, *spatial)`` in ONE batched call:
     the image is repeated ``n`` times and one generator seeded with ``seed`` draws every sample's parameters."""
-    image = _as_view_input(_check_single(image, "image"))
+    image = as_view_input(_check_single(image, "image"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (draws to show), got {n!r}")
     sd = image.ndim - 1
@@ -433,17 +403,18 @@ def draw(name: str, image: torch.Tensor, n: int, seed: int, **values) -> Draws:
 
 def draws_row(d: Draws, z: int | None = None, window: Sequence[float] | None = None, direction=None) -> list[Panel]:
     """The input then every draw of ``d``, captioned with what was drawn (painting: filled region outlined)."""
-    panels = [_panel(d.x[0], "input", z, d.normalized, window, direction)]
+    panels = [image_panel(d.x[0], "input", z, d.normalized, window, direction)]
     for i in range(d.y.shape[0]):
         mask = None
         if isinstance(d.params, PaintingParams):
             region = painted_region(d.params, i, d.x.shape[2:])
             mask = None if region is None else display_mask(region, z, direction)
-        panels.append(_panel(d.y[i], describe(d.params, i), z, d.normalized, window, direction, mask, lettered=False))
+        panels.append(image_panel(d.y[i], describe(d.params, i), z, d.normalized, window, direction, mask,
+                                  lettered=False))
     return panels
 
 
-def _row_label(x: torch.Tensor, z: int | None, direction=None) -> str:
+def row_label(x: torch.Tensor, z: int | None, direction=None) -> str:
     return "2D X-ray" if x.ndim == 3 else f"3D CT, z = {_middle(x, z, direction)}"
 
 
@@ -453,7 +424,7 @@ def gallery(name: str, images: Sequence[torch.Tensor], n: int = 4, seed: int = 0
     ``name``. Returns the figure and the :class:`Draws` (for checks)."""
     results = [draw(name, image, n, seed, **values) for image in images]
     fig = plot_grid([draws_row(d, z, window, direction) for d in results],
-                    [_row_label(im, z, direction) for im in images],
+                    [row_label(im, z, direction) for im in images],
                     title=f"{name}: {n} draws")
     return fig, results
 
@@ -518,7 +489,7 @@ def tca_figure(image: torch.Tensor, codes: torch.Tensor | None = None, z: int | 
     codes = all_tca_codes(sd) if codes is None else codes
     targets = tca_apply(image.unsqueeze(0).expand(codes.shape[0], *image.shape).contiguous(), codes.to(image.device))
     identity = encode_tca(torch.zeros(1, sd, dtype=torch.bool), torch.zeros(1, dtype=torch.long))[0]
-    panels = [_panel(t, code_label(c), z, False, window, direction, lettered=torch.equal(c.cpu(), identity))
+    panels = [image_panel(t, code_label(c), z, False, window, direction, lettered=torch.equal(c.cpu(), identity))
               for t, c in zip(targets, codes)]
     rows = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
     return plot_grid(rows, size=1.7)
@@ -594,7 +565,7 @@ def steps_figure(steps: Sequence[Step], samples: Sequence[int] = (0, 1), z: int 
             if isinstance(step.params, PaintingParams):
                 region = painted_region(step.params, i, step.x.shape[2:])
                 mask = None if region is None else display_mask(region, z, direction)
-            row.append(_panel(step.x[i], caption, z, step.normalized, window, direction, mask,
+            row.append(image_panel(step.x[i], caption, z, step.normalized, window, direction, mask,
                               lettered=step is steps[0]))
         rows.append(row)
     return plot_grid(rows, [f"sample {i}" for i in samples], size=1.75)
@@ -619,7 +590,7 @@ def pcrl_sample_figure(sample: PCRLSample, lam: float, perm: torch.Tensor, index
 
     def show(t, title):
         # only the clean crops (g) keep the anatomy's orientation; x and T went through flips and rotations
-        return _panel(t, title, z, norm, window, direction, lettered=title.startswith(("g", "g̃")))
+        return image_panel(t, title, z, norm, window, direction, lettered=title.startswith(("g", "g̃")))
 
     j = int(perm[index])
     mixed = {name: mix(getattr(sample, name), lam, perm)[index] for name in ("x1", "x2", "g1", "g2")}
@@ -640,10 +611,10 @@ def align_figure(released: PCRLSample, aligned: PCRLSample, samples: Sequence[in
     norm = released.spatial_dims == 2
     rows = []
     for i in samples:
-        a = _panel(released.g1[i], "g1, released (default)", z, norm, window, direction)
-        b = _panel(aligned.g1[i], "g1, align_targets=True", z, norm, window, direction, lettered=False)
+        a = image_panel(released.g1[i], "g1, released (default)", z, norm, window, direction)
+        b = image_panel(aligned.g1[i], "g1, align_targets=True", z, norm, window, direction, lettered=False)
         diff = np.abs(a.image - b.image).mean(-1)
-        rows.append([_panel(released.x1[i], "x1", z, norm, window, direction, lettered=False), a, b,
+        rows.append([image_panel(released.x1[i], "x1", z, norm, window, direction, lettered=False), a, b,
                      Panel(diff, f"|difference|, mean {diff.mean():.3f}", cmap="magma", vmax=0.5)])
     return plot_grid(rows, [f"sample {i}" for i in samples], size=2.0)
 
@@ -654,11 +625,11 @@ def mixup_figure(x: torch.Tensor, lam: float, perm: torch.Tensor, samples: Seque
     """Mixup of a batch ``x`` ``(B, C, *spatial)``: rows x_i, its partner x_π(i), and λ·x_i + (1−λ)·x_π(i)."""
     mixed = mix(x, lam, perm)
     samples = [i for i in samples if i < x.shape[0]]
-    rows = [[_panel(x[i], f"x[{i}]", z, normalized, window, direction) for i in samples],
-            [_panel(x[int(perm[i])], f"x[π({i}) = {int(perm[i])}]", z, normalized, window, direction)
+    rows = [[image_panel(x[i], f"x[{i}]", z, normalized, window, direction) for i in samples],
+            [image_panel(x[int(perm[i])], f"x[π({i}) = {int(perm[i])}]", z, normalized, window, direction)
              for i in samples],
-            [_panel(mixed[i], f"{lam:.2f}·x[{i}] + {1 - lam:.2f}·x[{int(perm[i])}]", z, normalized, window, direction)
-             for i in samples]]
+            [image_panel(mixed[i], f"{lam:.2f}·x[{i}] + {1 - lam:.2f}·x[{int(perm[i])}]", z, normalized, window,
+                         direction) for i in samples]]
     return plot_grid(rows, ["x", "partner x[π]", "mixed"], size=2.0, title=f"mixup, λ = {lam:.3f}")
 
 
@@ -695,178 +666,3 @@ def best_seconds(fn: Callable[[], object], repeats: int = 3, device: torch.devic
         sync()
         seconds.append(time.perf_counter() - start)
     return min(seconds)
-
-
-# ------------------------------------------------------------------------------------------------ playground
-
-
-@dataclass
-class Frame:
-    """What the playground shows: ``before`` / ``after`` display arrays, the ``caption`` of the draw, the
-    painted region as a ``mask`` (or None) and the transformed ``output`` ``(C, *spatial)``."""
-
-    before: np.ndarray
-    after: np.ndarray
-    caption: str
-    output: torch.Tensor
-    mask: np.ndarray | None = None
-    plane: str | None = None
-
-
-def render_transform(name: str, x: torch.Tensor, seed: int = 0, z: int | None = None,
-                     window: Sequence[float] | None = None, direction=None, **values) -> Frame:
-    """The playground's pure render function: catalogue transform ``name`` with knob ``values`` on one image
-    ``(C, H, W)`` or cube ``(C, X, Y, Z)``, parameters drawn from a generator seeded with ``seed``;
-    ``z`` picks the axial slice shown of a cube (``direction``: its volume's, None = LPS). Same arguments → same
-    frame; a cube's frame has ``plane`` "axial"."""
-    d = draw(name, x, 1, seed, **values)
-    mask = None
-    if isinstance(d.params, PaintingParams):
-        region = painted_region(d.params, 0, d.x.shape[2:])
-        mask = None if region is None else display_mask(region, z, direction)
-    return Frame(before=display_array(d.x[0], z, d.normalized, window, direction),
-                 after=display_array(d.y[0], z, d.normalized, window, direction),
-                 caption=describe(d.params, 0), output=d.y[0], mask=mask, plane="axial" if x.ndim == 4 else None)
-
-
-def frame_figure(frame: Frame, title: str = "") -> plt.Figure:
-    """A :class:`Frame` as a before | after figure (the "before" slice lettered)."""
-    before = Panel(frame.before, "before", plane=frame.plane)
-    return plot_grid([[before, Panel(frame.after, frame.caption, frame.mask)]], size=3.2, title=title)
-
-
-def _check_stack(x, spatial_dims: int, name: str) -> torch.Tensor:
-    layout = "(N, 1|3, H, W)" if spatial_dims == 2 else "(N, 1, X, Y, Z)"
-    if not isinstance(x, torch.Tensor) or x.ndim != spatial_dims + 2 or not x.is_floating_point() or x.shape[0] < 1:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a floating tensor {layout} in [0, 1], got {shape}")
-    return x
-
-
-def playground_static(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: int | None = None,
-                      window: Sequence[float] | None = None, ncols: int = 6, direction=None) -> plt.Figure:
-    """The playground headless: every catalogue transform at its default knobs on the first X-ray, then on the
-    first cube's slice ``z``, ``ncols`` panels a row."""
-    image = _check_stack(images_2d, 2, "images_2d")[0]
-    cube = _check_stack(cubes, 3, "cubes")[0]
-    rows, labels = [], []
-    for x in (image, cube):
-        sd = x.ndim - 1
-        panels = [_panel(_as_view_input(x), "input", z, False, window, direction)]
-        for name in names(sd):
-            frame = render_transform(name, x, seed, z, window, direction)
-            panels.append(Panel(frame.after, f"{name}\n{frame.caption}", frame.mask))
-        for start in range(0, len(panels), ncols):
-            rows.append(panels[start:start + ncols])
-            labels.append("2D X-ray" if sd == 2 else f"3D CT, z = {_middle(cube, z, direction)}")
-    return plot_grid(rows, labels, size=2.0,
-                     title=f"playground (static): every transform at its default parameters, seed {seed}")
-
-
-class Playground:
-    """The interactive playground: ``panel`` (the ipywidgets box), ``controls`` (dims, transform, image,
-    seed, slice), ``knobs`` (the current transform's sliders) and the last rendered ``frame``.
-
-    ``images_2d`` ``(N, 1|3, H, W)`` and ``cubes`` ``(M, 1, X, Y, Z)`` in [0, 1]; ``window`` the 3D display window;
-    ``direction`` the cubes' volume direction (None = LPS), for the radiological display of their axial slices.
-    """
-
-    def __init__(self, images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0,
-                 window: Sequence[float] | None = None, direction=None):
-        import ipywidgets as w
-
-        self.images_2d = _check_stack(images_2d, 2, "images_2d")
-        self.cubes = _check_stack(cubes, 3, "cubes")
-        self.window = window
-        self.direction = direction
-        slices = self.cubes.shape[2 + storage_axis("axial", direction)]
-        self.frame: Frame | None = None
-        self.knobs: dict = {}
-        self._w = w
-        self._busy = False
-        self.controls = {
-            "dims": w.ToggleButtons(options=[("2D X-ray", 2), ("3D CT cube", 3)], value=2, description="data"),
-            "transform": w.Dropdown(options=names(2), value=names(2)[0], description="transform"),
-            "image": w.IntSlider(value=0, min=0, max=self.images_2d.shape[0] - 1, description="image"),
-            "seed": w.IntSlider(value=int(seed), min=0, max=999, description="seed"),
-            "slice": w.IntSlider(value=slices // 2, min=0, max=slices - 1, description="axial slice", disabled=True),
-        }
-        self.knob_box = w.VBox()
-        self.out = w.Output()
-        self.controls["dims"].observe(self._on_dims, names="value")
-        self.controls["transform"].observe(self._on_transform, names="value")
-        for key in ("image", "seed", "slice"):
-            self.controls[key].observe(self.redraw, names="value")
-        c = self.controls
-        self.panel = w.VBox([w.HBox([c["dims"], c["transform"]]), w.HBox([c["image"], c["seed"], c["slice"]]),
-                             self.knob_box, self.out])
-        self._build_knobs()
-        self.redraw()
-
-    def _build_knobs(self) -> None:
-        w = self._w
-        self.knobs = {}
-        for k in CATALOGUE[self.controls["transform"].value].knobs:
-            cls = w.IntSlider if k.integer else w.FloatSlider
-            slider = cls(value=k.default, min=k.low, max=k.high, step=k.step, description=k.name,
-                         style={"description_width": "initial"})
-            slider.observe(self.redraw, names="value")
-            self.knobs[k.name] = slider
-        self.knob_box.children = tuple(self.knobs.values())
-
-    def _on_dims(self, change) -> None:
-        sd = change["new"]
-        data = self.images_2d if sd == 2 else self.cubes
-        self._busy = True          # several controls change below; draw once at the end
-        current = self.controls["transform"].value
-        self.controls["transform"].options = names(sd)
-        self.controls["transform"].value = current if current in names(sd) else names(sd)[0]
-        self.controls["image"].max = data.shape[0] - 1
-        self.controls["slice"].disabled = sd == 2
-        self._busy = False
-        self._build_knobs()
-        self.redraw()
-
-    def _on_transform(self, change) -> None:
-        if self._busy:
-            return
-        self._build_knobs()
-        self.redraw()
-
-    def render(self) -> Frame:
-        """The frame for the current control values (calls :func:`render_transform`)."""
-        c = self.controls
-        sd = c["dims"].value
-        x = (self.images_2d if sd == 2 else self.cubes)[min(c["image"].value, c["image"].max)]
-        return render_transform(c["transform"].value, x, c["seed"].value, None if sd == 2 else c["slice"].value,
-                                self.window, self.direction, **{k: s.value for k, s in self.knobs.items()})
-
-    def redraw(self, *_) -> None:
-        if self._busy:
-            return
-        self.frame = self.render()
-        with self.out:
-            self.out.clear_output(wait=True)
-            frame_figure(self.frame, self.controls["transform"].value)
-            plt.show()
-
-
-def playground(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: int | None = None,
-               window: Sequence[float] | None = None, interactive: bool | None = None, direction=None):
-    """Try every transform: pick 2D/3D, the transform, its parameters, the seed, the image and the slice.
-
-    ``images_2d`` ``(N, 1|3, H, W)`` and ``cubes`` ``(M, 1, X, Y, Z)`` in [0, 1]. In JupyterLab: displays and
-    returns a :class:`Playground`; headless (``PCRL_HEADLESS=1``, or without ipywidgets): returns
-    :func:`playground_static`'s figure.
-    """
-    _check_stack(images_2d, 2, "images_2d")
-    _check_stack(cubes, 3, "cubes")
-    if interactive is None:
-        interactive = not headless()
-    if not interactive:
-        return playground_static(images_2d, cubes, seed, z, window, direction=direction)
-    from IPython.display import display
-
-    pg = Playground(images_2d, cubes, seed, window, direction)
-    display(pg.panel)
-    return pg
