@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 def pretraining_data(dim: int, profile: str) -> Path:
     """The prepared pretraining set notebook 03/04 would use (built now when missing)."""
-    from pcrl_lib import experiments
+    from pcrl_lib import pretrain_runs
 
-    return Path(experiments.pretraining_dataset(profile, dim, progress=False).root)
+    return Path(pretrain_runs.pretraining_dataset(profile, dim, progress=False).root)
 
 
 def run(n_procs: int, threads: int, dim: int, method: str, profile: str, steps: int, data: Path,

@@ -10,7 +10,7 @@ folders, their lock, run reuse), ``checkpoint`` (torch checkpoints, RNG state), 
 look-alikes, demo data, preprocessing, splits), ``transforms``, ``models`` (networks; ``models.exports``: the
 export format and its loaders), ``pcrl`` (the objective), ``training`` (what both training loops share: seed
 streams, epoch order, device moves), ``train`` (the pretraining loop), ``pretrain_setup`` / ``pretrain_cli``
-(assembling a pretraining run; ``python -m pcrl_lib.train``), ``experiments`` (the course's pretraining runs),
+(assembling a pretraining run; ``python -m pcrl_lib.train``), ``pretrain_runs`` (the course's pretraining runs),
 ``finetune``, ``metrics``, ``course`` (papermill runner, notebook records), ``course_records`` / ``claims`` /
 ``report`` (reading a run's records, checking the paper's claims, writing RESULTS.md), ``viz``.
 """

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .experiments import PRETRAIN_METHODS
+from .pretrain_runs import PRETRAIN_METHODS
 from .finetune.records import ResultRow
 from .paths import repo_root
 

@@ -36,7 +36,7 @@ from typing import Any
 
 PROFILES = ("smoke", "quick", "paper")
 # The pretraining methods (PCRL_SPEC §9), in the order of the ablation chain that tables and folders follow; the
-# one list that PretrainConfig.method, experiments, pcrl.build_method and the report draw on.
+# one list that PretrainConfig.method, pretrain_runs, pcrl.build_method and the report draw on.
 PRETRAIN_METHODS = ("models_genesis", "moco", "c2l", "pcrl_recon", "pcrl_tca", "pcrl")
 # What a fine-tuning comparison can start from: a random initialisation ("scratch") or a pretraining export.
 INITIALISATIONS = ("scratch", *PRETRAIN_METHODS)

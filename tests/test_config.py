@@ -100,12 +100,12 @@ def test_values_are_converted_to_the_field_type():
 
 
 def test_choices_match_the_library():
-    from pcrl_lib import config, experiments, pcrl
+    from pcrl_lib import config, pcrl, pretrain_runs
     from pcrl_lib.contrastive import ESTIMATORS
     from pcrl_lib.precision import PRECISIONS
 
-    # One method list: what the config accepts, what experiments pretrain and what pcrl builds are the same object.
-    assert PretrainConfig._CHOICES["method"] is config.PRETRAIN_METHODS is experiments.PRETRAIN_METHODS \
+    # One method list: what the config accepts, what pretrain_runs pretrains and what pcrl builds are the same object.
+    assert PretrainConfig._CHOICES["method"] is config.PRETRAIN_METHODS is pretrain_runs.PRETRAIN_METHODS \
         is pcrl.METHOD_NAMES
     assert set(pcrl.METHODS) | {"models_genesis"} == set(config.PRETRAIN_METHODS)
     assert FinetuneConfig._CHOICES["methods_cls"] == ("scratch", *config.PRETRAIN_METHODS)

@@ -420,7 +420,7 @@ def test_image_cache_resizes_labels_and_resumes(tmp_path):
 
 def test_2d_pretraining_cache_is_the_source_resolution_not_the_view_size(embedded):
     from pcrl_lib.config import get_profile
-    from pcrl_lib.experiments import pretraining_dataset
+    from pcrl_lib.pretrain_runs import pretraining_dataset
 
     source = get_profile("smoke").data.source_size_2d
     data = pretraining_dataset("smoke", 2, progress=False, image_size_2d=source // 2)    # views half the cache

@@ -1,4 +1,4 @@
-"""Pretraining experiments as the notebooks run them: one call per (profile, 2D/3D, method), cached on disk.
+"""The course's pretraining runs, as the notebooks run them: one call per (profile, 2D/3D, method), cached on disk.
 
 A run lives in ``<output_dir>/pretrain/<N>d/<method>/`` (checkpoints, history, ``encoder.pt``). Running the same
 call again reuses the finished run; an interrupted run resumes. The downstream notebooks find the exported
