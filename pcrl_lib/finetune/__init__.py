@@ -8,7 +8,8 @@ module              what it holds
 ``segment``         U-Net with logits, Dice + BCE, patch sampling, sliding-window inference, Dice/HD95 evaluation;
                     a task's models, fine-tuning config and loading of fine-tuned weights
 ``loop``            the shared train / validate / select / early-stop / resume loop
-``experiment``      fractions × seeds → fine-tune → held-out TEST split → result rows; the run folders
+``few_label``       the few-label protocol: fractions × seeds → fine-tune → held-out TEST split → result
+                    rows; the run folders
 ``records``         result rows, JSON round trip, seed-aggregated summary table
 ==================  ==========================================================================================
 
@@ -18,7 +19,7 @@ Patient-level splits and label fractions are data: :mod:`pcrl_lib.data.splits`.
 from ..data.brats import STRUCTURES as BRATS_STRUCTURES
 from ..data.lits import STRUCTURES as LITS_STRUCTURES
 from .classify import ClassificationTask, Classifier, build_classifier
-from .experiment import run_finetune
+from .few_label import run_finetune
 from .loop import EvalContext, FitResult, epoch_batches, eval_context, fit, make_optimizer
 from .records import MetricValue, ResultRow, load_rows, rows_to_frame, save_rows, summarize
 from .segment import (DiceBCELoss, PatchDataset, SegmentationTask, build_segmenter, gaussian_importance,

@@ -11,7 +11,7 @@ from pcrl_lib.config import get_profile
 from pcrl_lib.data import tasks_seg
 from pcrl_lib.finetune import SegmentationTask, segment
 from pcrl_lib.finetune.classify import classification_task, classifier_factory
-from pcrl_lib.finetune.experiment import classification_run_folder, encoder_tag, segmentation_run_folder
+from pcrl_lib.finetune.few_label import classification_run_folder, encoder_tag, segmentation_run_folder
 from pcrl_lib.models.exports import load_finetuned
 from pcrl_lib.transforms import normalize
 
