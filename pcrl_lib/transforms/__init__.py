@@ -14,7 +14,8 @@ module             contents
                    :class:`GenesisRestoration` → :class:`RestorationSample`
 ``shuffle``        :class:`LocalPixelShuffle`
 ``spatial``        :class:`RandomFlip`, :class:`RandomAffine`, :class:`GaussianBlur`, :func:`flip_rotate`
-``views2d``        :class:`RandomResizedCrop`, :class:`Cutout`
+``crop``           :class:`RandomResizedCrop` (2D views)
+``cutout``         :class:`Cutout` (2D views)
 ``color``          :class:`RandomGrayscale`, :class:`ColorJitter`, :func:`normalize`, :func:`denormalize`
 =================  ===========================================================================
 """
@@ -22,6 +23,8 @@ module             contents
 from .base import Params, RandomTransform
 from .color import (IMAGENET_MEAN, IMAGENET_STD, ColorJitter, JitterParams, GrayscaleParams, RandomGrayscale,
                     denormalize, normalize, rgb_to_grayscale)
+from .crop import CropParams, RandomResizedCrop
+from .cutout import Cutout, CutoutParams
 from .genesis import (GenesisRestoration, NonlinearIntensity, NonlinearParams, Painting, PaintingParams,
                       RestorationSample, draw_genesis_flips)
 from .mixup import draw_mix, mix
@@ -30,7 +33,6 @@ from .spatial import (AffineParams, BlurParams, FlipParams, GaussianBlur, Random
                       flip_rotate)
 from .tca import TCAParams, TCATransform, code_size, decode_tca, draw_tca, encode_tca, tca_apply, tca_invert
 from .views import PCRLSample, PCRLViews2D, PCRLViews3D
-from .views2d import CropParams, Cutout, CutoutParams, RandomResizedCrop
 
 __all__ = [
     "Params", "RandomTransform",

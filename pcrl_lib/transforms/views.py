@@ -31,11 +31,12 @@ import torch
 
 from .base import apply_to_index, check_batch, check_generator, check_probability
 from .color import ColorJitter, RandomGrayscale, normalize, rgb_to_grayscale
+from .crop import RandomResizedCrop
+from .cutout import Cutout
 from .genesis import NonlinearIntensity, Painting
 from .shuffle import LocalPixelShuffle
 from .spatial import GaussianBlur, RandomAffine, RandomFlip
 from .tca import draw_tca, tca_apply
-from .views2d import Cutout, RandomResizedCrop
 
 
 @dataclass
