@@ -386,7 +386,7 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
 
     out.mkdir(parents=True, exist_ok=True)
     if prepare:
-        from .data.prepare import prepare_embedded
+        from .data.embedded import prepare_embedded
 
         log(f"preparing embedded data for profile {profile!r} ...")
         prepare_embedded(profile, log=log)

@@ -29,7 +29,7 @@ of DATA_ROOT>`` for real data; ``<step>`` names the sizes (e.g. ``pretrain_2d_64
 an interrupted one continues, changed inputs or sizes are recomputed.
 
 Demo data must have been fetched (``python -m pcrl_lib.data.demo fetch``, run by the course command); missing
-synthetic look-alikes are written on first use (seconds; :func:`pcrl_lib.data.prepare.ensure_synthetic`).
+synthetic look-alikes are written on first use (seconds; :func:`pcrl_lib.data.embedded.ensure_synthetic`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from ..fileio import atomic_path, atomic_write_text, fingerprint
 from .cache import ImageCacheDataset, PairDataset, input_signature, prepare_image_cache
 from .demo import load_manifest, xray_images
 from .dicom import read_dicom_image
-from .prepare import ensure_synthetic
+from .embedded import ensure_synthetic
 from .preprocess import prepare_pretraining_cubes
 from .splits import SPLIT_SEED, nih_splits
 

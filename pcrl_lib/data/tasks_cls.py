@@ -19,7 +19,7 @@ Tasks (the name in result rows — the data; TEST; VAL, which selects the epoch;
     first (two patients only, so validation shares the training patient).
 
 Without ``DATA_ROOT`` the first three read the profile's synthetic look-alikes
-(:func:`pcrl_lib.data.prepare.synthetic_root`), written in the real datasets' on-disk formats.
+(:func:`pcrl_lib.data.embedded.synthetic_root`), written in the real datasets' on-disk formats.
 
 Every split is made by *patient* (a LUNA16 scan is a patient): no patient is in two splits, which
 :class:`ClassificationData` checks when it is built. The validation split has to give the selection a
@@ -60,7 +60,7 @@ from . import chexpert as chexpert_reader
 from . import demo as demo_data
 from . import luna, nih, sources
 from .cache import CandidateDataset, ImageCacheDataset, prepare_image_cache, read_manifest
-from .prepare import ensure_synthetic
+from .embedded import ensure_synthetic
 from .preprocess import normalize_hu, prepare_candidate_cubes
 from .splits import (LUNA_FPR_SUBSETS, NIH_VAL_FRACTION, SPLIT_SEED, SPLITS, grow_validation_split,
                      luna_subset_split, nih_splits, patient_split, sample_fraction, stratified_patient_split)

@@ -350,7 +350,7 @@ def load_task(task: str, profile: str, data_root: str | os.PathLike | None = Non
 
             root = dataset_root(data_root, task)
         else:
-            from .prepare import ensure_synthetic
+            from .embedded import ensure_synthetic
 
             root = ensure_synthetic(profile, task, log=lambda _: None)
             notes.append(f"synthetic look-alike of {task} ({root}); not real data")

@@ -3,7 +3,7 @@
 import pytest
 
 from pcrl_lib.data.demo import RegistryError
-from pcrl_lib.data.prepare import prepare_embedded
+from pcrl_lib.data.embedded import prepare_embedded
 from pcrl_lib.paths import cache_dir
 
 

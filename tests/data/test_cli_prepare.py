@@ -20,7 +20,7 @@ def test_paper_profile_without_data_root_is_a_clear_error():
 
 @pytest.mark.network
 def test_prepare_prints_a_cache_folder_the_trainer_reads():
-    from pcrl_lib.data.prepare import prepare_embedded
+    from pcrl_lib.data.embedded import prepare_embedded
 
     prepare_embedded("smoke", log=lambda *_: None)
     proc = _cli("prepare", "--dim", "2", "--profile", "smoke")
