@@ -55,7 +55,7 @@ PARAMETER_KINDS = {"DATA_ROOT": "str", "OUTPUT_DIR": "str", "CLAIMS": "str", "EP
                    "PAIRS_PER_SCAN": "int", "MAX_NEGATIVES": "int", "PATCHES_PER_EPOCH": "int", "LR": "float",
                    "SPACING_MM": "float", "OVERLAP": "float", "CUBE": "int[3]", "WINDOW": "int[3]",
                    "METHODS": "list[str]", "LABEL_FRACTIONS": "list[float]", "SEEDS": "list[int]"}
-# A notebook reads the real dataset X when it calls sources.dataset_root(DATA_ROOT, "X") (or loops over names).
+# A notebook reads the real dataset X when it calls profile_data.dataset_root(DATA_ROOT, "X") (or loops over names).
 _DATASET_CALL_RE = re.compile(r"dataset_root\(DATA_ROOT,\s*(?:[\"'](\w+)[\"']|(\w+))\s*\)")
 
 
@@ -143,7 +143,7 @@ class Notebook:
 
     def datasets(self) -> list[str]:
         """The real datasets the notebook reads under ``DATA_ROOT``: the names in its
-        ``sources.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there."""
+        ``profile_data.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there."""
         import nbformat
 
         found: list[str] = []
@@ -241,7 +241,7 @@ def check_data_root(root: Path, notebooks: list[Notebook]) -> None:
     """Check the real datasets the selected notebooks read (:meth:`Notebook.datasets`) against the expected layout
     (:func:`pcrl_lib.data.check.check`, headers only), before anything runs; :class:`CourseError` naming what is
     missing."""
-    from .data import sources
+    from .data import profile_data
     from .data.check import check
 
     users: dict[str, list[str]] = {}
@@ -250,7 +250,7 @@ def check_data_root(root: Path, notebooks: list[Notebook]) -> None:
             users.setdefault(dataset, []).append(nb.stem)
     for dataset, stems in users.items():
         try:
-            folder = sources.dataset_root(root, dataset)
+            folder = profile_data.dataset_root(root, dataset)
             report = check(folder, dataset, limit=0)
         except (FileNotFoundError, ValueError) as err:
             raise CourseError(f"--data-root: {err} (read by {', '.join(stems)})") from err

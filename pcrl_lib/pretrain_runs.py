@@ -39,7 +39,7 @@ def pretraining_dataset(profile: str, spatial_dims: int, data_root: str | os.Pat
     2D: the cache holds the images at the *source* size ``DataConfig.source_size_2d`` (paper 1024, quick 128);
     the views (``PretrainConfig.image_size_2d``: 224, 64) are cut from it and resized, as the released code cuts
     its views from the originals. A source smaller than the views is a ``ValueError``."""
-    from .data import sources
+    from .data import profile_data
 
     profile_cfg = get_profile(profile)
     cfg = profile_cfg.pretrain.override(**pretrain_overrides)
@@ -49,8 +49,8 @@ def pretraining_dataset(profile: str, spatial_dims: int, data_root: str | os.Pat
             raise ValueError(f"the 2D cache size DataConfig.source_size_2d={source} is smaller than the views "
                              f"(PretrainConfig.image_size_2d={cfg.image_size_2d}); views are cut from the cache, "
                              "so make the cache at least as large as the views")
-        return sources.pretraining_set_2d(profile, data_root, size=source, progress=progress)
-    return sources.pretraining_set_3d(profile, data_root, cube=cfg.cube_size, progress=progress)
+        return profile_data.pretraining_set_2d(profile, data_root, size=source, progress=progress)
+    return profile_data.pretraining_set_3d(profile, data_root, cube=cfg.cube_size, progress=progress)
 
 
 def run_pretraining(profile: str, spatial_dims: int, method: str = "pcrl", *,

@@ -152,8 +152,8 @@ METHODS = None  # e.g. ["moco", "pcrl"]
 """
 READS_LITS = """
 if DATA_ROOT is not None:
-    from pcrl_lib.data import sources
-    sources.dataset_root(DATA_ROOT, "lits")
+    from pcrl_lib.data import profile_data
+    profile_data.dataset_root(DATA_ROOT, "lits")
 from pcrl_lib.course import write_record
 write_record(OUTPUT_DIR, "00_typed", figures={"methods": "+".join(METHODS), "epochs": EPOCHS})
 """

@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from . import sources
+    from . import profile_data
 
     try:
-        build = sources.pretraining_set_2d if args.dim == 2 else sources.pretraining_set_3d
+        build = profile_data.pretraining_set_2d if args.dim == 2 else profile_data.pretraining_set_3d
         dataset = build(args.profile, args.data_root)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

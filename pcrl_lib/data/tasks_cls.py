@@ -30,7 +30,7 @@ patient order, until it does (the protocol records how many patients were added;
 Images are read by the datasets' readers (:mod:`.nih`, :mod:`.chexpert`, :mod:`.luna`, :mod:`.demo`) and
 cached once by the kit's preparation steps (:func:`~pcrl_lib.data.cache.prepare_image_cache` for radiographs,
 :func:`~pcrl_lib.data.preprocess.prepare_candidate_cubes` for LUNA16) under
-:func:`pcrl_lib.data.sources.prepared_root`; a second call reuses the cache at once.
+:func:`pcrl_lib.data.profile_data.prepared_root`; a second call reuses the cache at once.
 
 Inputs match pretraining: radiographs at the 2D pretraining size (``PretrainConfig.image_size_2d``; aspect
 ratio kept, centre cropped), items ``(1, S, S)`` in [0, 1], ImageNet-normalised after the grey → 3-channel
@@ -58,7 +58,7 @@ from ..config import get_profile
 from ..paths import cache_dir
 from . import chexpert as chexpert_reader
 from . import demo as demo_data
-from . import luna, nih, sources
+from . import luna, nih, profile_data
 from .cache import CandidateDataset, ImageCacheDataset, prepare_image_cache, read_manifest
 from .embedded import ensure_synthetic
 from .preprocess import normalize_hu, prepare_candidate_cubes
@@ -252,8 +252,8 @@ def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, siz
 
     ``data_root``: the real data (``DATA_ROOT/nih``); None = the profile's synthetic look-alike. ``size``: image
     side (default: the 2D pretraining size). ``force``: rebuild the image cache."""
-    real = sources.uses_real_data(profile, data_root)
-    root = sources.dataset_root(data_root, "nih") if real else ensure_synthetic(profile, "nih", log=_quiet)
+    real = profile_data.uses_real_data(profile, data_root)
+    root = profile_data.dataset_root(data_root, "nih") if real else ensure_synthetic(profile, "nih", log=_quiet)
     size = _image_size(profile, size)
     official = nih_splits(root, val_fraction=val_fraction)   # reads and checks the release's lists
     train_val = pd.concat([official["train"], official["val"]], ignore_index=True)
@@ -262,7 +262,7 @@ def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, siz
                        official["test"].assign(split="test")], ignore_index=True)
     # One cache for every image in a fixed (name) order, so a different split reuses it.
     table = table.sort_values("image", kind="stable").reset_index(drop=True)
-    out_dir = sources.prepared_root(profile, data_root) / f"nih14_{size}px"
+    out_dir = profile_data.prepared_root(profile, data_root) / f"nih14_{size}px"
     _cached_images([root / "images" / name for name in table["image"]],
                    table[list(nih.NIH_LABELS)].to_numpy(np.float32), nih.NIH_LABELS, out_dir, size, profile,
                    progress, force)
@@ -289,8 +289,9 @@ def chexpert(profile: str, data_root: str | os.PathLike | None = None, *, policy
     if policy not in chexpert_reader.POLICIES:
         raise ValueError(f"policy={policy!r} is not a CheXpert uncertainty policy; choose one of "
                          f"{', '.join(chexpert_reader.POLICIES)}")
-    real = sources.uses_real_data(profile, data_root)
-    root = sources.dataset_root(data_root, "chexpert") if real else ensure_synthetic(profile, "chexpert", log=_quiet)
+    real = profile_data.uses_real_data(profile, data_root)
+    root = (profile_data.dataset_root(data_root, "chexpert") if real
+            else ensure_synthetic(profile, "chexpert", log=_quiet))
     size = _image_size(profile, size)
     folder = chexpert_reader.find_dataset_dir(root)
     columns = chexpert_reader.COMPETITION_LABELS
@@ -305,7 +306,7 @@ def chexpert(profile: str, data_root: str | os.PathLike | None = None, *, policy
                       ignore_index=True)
     table = table.sort_values("file", kind="stable").reset_index(drop=True)
     views = "frontal" if frontal_only else "all"
-    out_dir = sources.prepared_root(profile, data_root) / f"chexpert_{views}_{size}px"
+    out_dir = profile_data.prepared_root(profile, data_root) / f"chexpert_{views}_{size}px"
     _cached_images([Path(f) for f in table["file"]], table[list(columns)].to_numpy(np.float32), columns, out_dir,
                    size, profile, progress, force)
     datasets = _image_splits(table, out_dir)
@@ -329,8 +330,8 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
     at ``DataConfig.spacing_mm`` (default: the 3D pretraining cube). ``max_negatives_per_scan``: cap on the
     negatives kept per scan (all positives are kept); None = :data:`REAL_MAX_NEGATIVES` for real data and every
     candidate of a look-alike."""
-    real = sources.uses_real_data(profile, data_root)
-    root = sources.dataset_root(data_root, "luna16") if real else ensure_synthetic(profile, "luna16", log=_quiet)
+    real = profile_data.uses_real_data(profile, data_root)
+    root = profile_data.dataset_root(data_root, "luna16") if real else ensure_synthetic(profile, "luna16", log=_quiet)
     cube = _cube_size(profile, cube)
     cap = (REAL_MAX_NEGATIVES if real else None) if max_negatives_per_scan is None else max_negatives_per_scan
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
@@ -352,7 +353,7 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
     candidates = luna.read_candidates(luna.find_candidates(root))
     config = get_profile(profile).data
     x, y, z = cube
-    out_dir = sources.prepared_root(profile, data_root) / f"luna16_fpr_{x}x{y}x{z}_neg{cap if cap else 'all'}"
+    out_dir = profile_data.prepared_root(profile, data_root) / f"luna16_fpr_{x}x{y}x{z}_neg{cap if cap else 'all'}"
     _discard_if(force, out_dir)
     wanted = {uid: scans[uid] for split in SPLITS for uid in by_split[split]}
     prepare_candidate_cubes(wanted, candidates, out_dir, size=cube, spacing=config.spacing_mm,

@@ -273,7 +273,7 @@ def demo_cases(task: str, folder: str | os.PathLike) -> list[SegmentationCase]:
 # ------------------------------------------------------------------------------------------------- loading
 def _prepared_base(profile: str, source: str, data_root) -> Path:
     if source == "real":
-        from .sources import prepared_root
+        from .profile_data import prepared_root
 
         return prepared_root(profile, data_root)
     if source == "demo":
@@ -346,7 +346,7 @@ def load_task(task: str, profile: str, data_root: str | os.PathLike | None = Non
                      "the test case is never seen in training")
     else:
         if source == "real":
-            from .sources import dataset_root
+            from .profile_data import dataset_root
 
             root = dataset_root(data_root, task)
         else:

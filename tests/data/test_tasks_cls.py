@@ -1,7 +1,7 @@
 """pcrl_lib.data.tasks_cls: the downstream classification splits and Datasets (NIH, CheXpert, LUNA16, demos).
 
 Embedded data (demo + smoke look-alikes) come from the shared cache; prepared caches go to a private
-``PCRL_CACHE`` whose ``demo`` and ``synthetic`` folders link to the shared ones (as in test_sources.py). The
+``PCRL_CACHE`` whose ``demo`` and ``synthetic`` folders link to the shared ones (as in test_profile_data.py). The
 "real data" path runs on look-alikes written into a temporary ``DATA_ROOT``: same formats, same code.
 """
 
