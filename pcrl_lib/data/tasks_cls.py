@@ -67,7 +67,7 @@ from .splits import (LUNA_FPR_SUBSETS, NIH_VAL_FRACTION, SPLIT_SEED, SPLITS, gro
 
 __all__ = [
     "TASKS", "DEMO_TASKS", "CHEXPERT_VAL_FRACTION", "LUNA_LOOKALIKE_FRACTIONS", "REAL_MAX_NEGATIVES",
-    "ArrayDataset", "ClassificationData", "chestxray14", "chexpert", "luna16_fpr", "xray_pneumonia_demo",
+    "ArrayDataset", "ClassificationData", "nih14", "chexpert", "luna16_fpr", "xray_pneumonia_demo",
     "nodule_demo", "load_task",
 ]
 
@@ -244,9 +244,8 @@ def _by_split(table: pd.DataFrame, columns: Sequence[str]) -> tuple[dict, dict]:
 
 
 # ------------------------------------------------------------------------------------------------ NIH
-def chestxray14(profile: str, data_root: str | os.PathLike | None = None, *, size: int | None = None,
-                val_fraction: float = NIH_VAL_FRACTION, progress: bool = True,
-                force: bool = False) -> ClassificationData:
+def nih14(profile: str, data_root: str | os.PathLike | None = None, *, size: int | None = None,
+          val_fraction: float = NIH_VAL_FRACTION, progress: bool = True, force: bool = False) -> ClassificationData:
     """NIH ChestX-ray14, 14 labels: TEST = the release's ``test_list.txt``; VAL = ``val_fraction`` of the patients
     of ``train_val_list.txt`` (grown only if it has no defined AUC); TRAIN = the rest.
 
@@ -444,7 +443,7 @@ def nodule_demo(profile: str, *, cube: Sequence[int] | None = None, n_per_class:
                               shared_patients=(("train", "val"),))
 
 
-_BUILDERS = {"nih14": chestxray14, "chexpert": chexpert, "luna16_fpr": luna16_fpr}
+_BUILDERS = {"nih14": nih14, "chexpert": chexpert, "luna16_fpr": luna16_fpr}
 
 
 def load_task(name: str, profile: str, data_root: str | os.PathLike | None = None, **options: Any) -> ClassificationData:

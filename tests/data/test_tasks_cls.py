@@ -38,7 +38,7 @@ def _tiny(patients, spatial_dims=2, shared=()):
 
 # ------------------------------------------------------------------------------------------------ NIH
 def test_nih14_uses_the_official_test_list_and_a_defined_validation_split(embedded):
-    data = tasks_cls.chestxray14("smoke", progress=False)
+    data = tasks_cls.nih14("smoke", progress=False)
     root = embedded / "synthetic" / "smoke" / "nih"
     official_test = (root / "test_list.txt").read_text().split()
     assert sorted(_names(data.test)) == sorted(official_test)
@@ -56,7 +56,7 @@ def test_nih14_uses_the_official_test_list_and_a_defined_validation_split(embedd
     np.testing.assert_array_equal(labels.numpy(), expected)
     np.testing.assert_array_equal(data.labels["train"][0], expected)
     assert len(data.train_patients) == len(data.train) and data.variant == "64px"
-    assert tasks_cls.chestxray14("smoke", size=32, progress=False).train[0][0].shape == (1, 32, 32)
+    assert tasks_cls.nih14("smoke", size=32, progress=False).train[0][0].shape == (1, 32, 32)
 
 
 # ------------------------------------------------------------------------------------------------ CheXpert
@@ -164,4 +164,4 @@ def test_load_task_and_size_errors():
     with pytest.raises(ValueError, match="unknown classification task 'mnist'"):
         tasks_cls.load_task("mnist", "smoke")
     with pytest.raises(ValueError, match="size must be an int >= 16"):
-        tasks_cls.chestxray14("smoke", size=4)
+        tasks_cls.nih14("smoke", size=4)
