@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import brats, chexpert, lits, luna, nih
+from . import brats, chexpert, lits, luna16, nih
 from .volume import (CorruptVolumeError, count_nonfinite, dimension_problem, read_mhd_header, read_nifti_array,
                      read_volume, verify_complete)
 
@@ -335,13 +335,13 @@ def _check_luna16(root: Path, report: CheckReport, limit: int | None, deep: bool
                 geometry[path.stem] = info
     report.summary["subsets"] = len(subsets)
     report.summary["scans"] = len(scans)
-    all_subsets = {p.name for p in subsets} >= set(luna.SUBSETS)
-    annotations = _read_csv(root / "annotations.csv", report, luna.ANNOTATION_COLUMNS, "annotations")
-    candidate_files = [root / name for name in luna.CANDIDATE_FILES if (root / name).is_file()]
+    all_subsets = {p.name for p in subsets} >= set(luna16.SUBSETS)
+    annotations = _read_csv(root / "annotations.csv", report, luna16.ANNOTATION_COLUMNS, "annotations")
+    candidate_files = [root / name for name in luna16.CANDIDATE_FILES if (root / name).is_file()]
     if not candidate_files:
         report.add(root / "candidates.csv", "missing candidates CSV; expected candidates.csv or candidates_V2.csv")
-    tables = [(root / "annotations.csv", annotations, luna.ANNOTATION_COLUMNS)]
-    tables += [(p, _read_csv(p, report, luna.CANDIDATE_COLUMNS, "candidates"), luna.CANDIDATE_COLUMNS)
+    tables = [(root / "annotations.csv", annotations, luna16.ANNOTATION_COLUMNS)]
+    tables += [(p, _read_csv(p, report, luna16.CANDIDATE_COLUMNS, "candidates"), luna16.CANDIDATE_COLUMNS)
                for p in candidate_files]
     for path, table, columns in tables:
         if table is None:
@@ -373,7 +373,7 @@ def _check_inside(path: Path, table: pd.DataFrame, numeric: pd.DataFrame, geomet
         if uid not in geometry:
             continue
         size, origin, spacing, direction = geometry[uid]
-        xyz = rows[luna.COORDS].to_numpy(dtype=np.float64)
+        xyz = rows[luna16.COORDS].to_numpy(dtype=np.float64)
         ijk = ((xyz - np.asarray(origin)) @ np.linalg.inv(direction).T) / np.asarray(spacing)
         bad = ((ijk < -0.5) | (ijk > np.asarray(size) - 0.5)).any(axis=1)
         outside += [int(i) + 1 for i in rows.index[bad]]

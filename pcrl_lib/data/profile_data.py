@@ -45,7 +45,7 @@ import pandas as pd
 
 from ..config import get_profile
 from ..paths import cache_dir
-from . import luna
+from . import luna16
 from ..fileio import atomic_path, atomic_write_text, fingerprint
 from .cache import ImageCacheDataset, PairDataset, input_signature, prepare_image_cache
 from .demo import load_manifest, xray_images
@@ -198,14 +198,14 @@ def _scan_groups_3d(profile: str, data_root) -> dict[str, list[Path]]:
     """The 3D pretraining scans by origin."""
     if uses_real_data(profile, data_root):
         root = dataset_root(data_root, "luna16")
-        scans = luna.list_scans(root, LUNA_PRETRAINING_SUBSETS)
+        scans = luna16.list_scans(root, LUNA_PRETRAINING_SUBSETS)
         if not scans:
             raise FileNotFoundError(f"{root}: no .mhd scans in subset0..subset6, the paper's pretraining subsets; "
                                     "unpack the LUNA16 subset archives there (see data/README.md)")
         return {"LUNA16 (subsets 0-6)": scans}
     groups = {"demo: chest CTs": [_demo_path(key) for key in DEMO_CHEST_CTS]}
     synthetic_luna = ensure_synthetic(profile, "luna16", log=_quiet)
-    groups["synthetic LUNA16 look-alike (subsets 0-6)"] = luna.list_scans(synthetic_luna, LUNA_PRETRAINING_SUBSETS)
+    groups["synthetic LUNA16 look-alike (subsets 0-6)"] = luna16.list_scans(synthetic_luna, LUNA_PRETRAINING_SUBSETS)
     return groups
 
 

@@ -27,7 +27,7 @@ defined ROC-AUC (a class with positives and negatives among its known labels); o
 the default share can hold a single image, so the split then grows patient by patient, in the same seeded
 patient order, until it does (the protocol records how many patients were added; real datasets never need it).
 
-Images are read by the datasets' readers (:mod:`.nih`, :mod:`.chexpert`, :mod:`.luna`, :mod:`.demo`) and
+Images are read by the datasets' readers (:mod:`.nih`, :mod:`.chexpert`, :mod:`.luna16`, :mod:`.demo`) and
 cached once by the kit's preparation steps (:func:`~pcrl_lib.data.cache.prepare_image_cache` for radiographs,
 :func:`~pcrl_lib.data.preprocess.prepare_candidate_cubes` for LUNA16) under
 :func:`pcrl_lib.data.profile_data.prepared_root`; a second call reuses the cache at once.
@@ -58,7 +58,7 @@ from ..config import get_profile
 from ..paths import cache_dir
 from . import chexpert as chexpert_reader
 from . import demo as demo_data
-from . import luna, nih, profile_data
+from . import luna16, nih, profile_data
 from .cache import CandidateDataset, ImageCacheDataset, prepare_image_cache, read_manifest
 from .embedded import ensure_synthetic
 from .preprocess import normalize_hu, prepare_candidate_cubes
@@ -335,7 +335,7 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
     cap = (REAL_MAX_NEGATIVES if real else None) if max_negatives_per_scan is None else max_negatives_per_scan
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
         raise ValueError(f"max_negatives_per_scan must be a positive int or None, got {max_negatives_per_scan!r}")
-    scans = luna.scan_index(root)
+    scans = luna16.scan_index(root)
     if not scans:
         raise FileNotFoundError(f"{root}: no .mhd scans in subset0..subset9")
     if real:
@@ -349,7 +349,7 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
             raise ValueError(f"{root}: {len(scans)} scan(s) cannot make patient-level train/val/test splits "
                              f"({err}); the look-alike needs at least 3 scans") from None
         by_split = {split: parts[split]["patient_id"].tolist() for split in SPLITS}
-    candidates = luna.read_candidates(luna.find_candidates(root))
+    candidates = luna16.read_candidates(luna16.find_candidates(root))
     config = get_profile(profile).data
     x, y, z = cube
     out_dir = profile_data.prepared_root(profile, data_root) / f"luna16_fpr_{x}x{y}x{z}_neg{cap if cap else 'all'}"
@@ -368,7 +368,8 @@ def luna16_fpr(profile: str, data_root: str | os.PathLike | None = None, *, cube
     protocol = {"split": ("subsets " + ", ".join(f"{s} {list(v)}" for s, v in LUNA_FPR_SUBSETS.items())) if real
                 else f"seeded scan-level split (val {LUNA_LOOKALIKE_FRACTIONS[0]:g}, test {LUNA_LOOKALIKE_FRACTIONS[1]:g})",
                 "scans": {s: len(by_split[s]) for s in SPLITS}, "cube": list(cube), "spacing_mm": config.spacing_mm,
-                "max_negatives_per_scan": cap, "candidates_file": luna.find_candidates(root).name, "cache": str(out_dir)}
+                "max_negatives_per_scan": cap, "candidates_file": luna16.find_candidates(root).name,
+                "cache": str(out_dir)}
     return ClassificationData("luna16_fpr", ("nodule",), 3, datasets["train"], datasets["val"], datasets["test"],
                               labels, patients, "real" if real else "synthetic", root,
                               f"{x}x{y}x{z}_neg{cap if cap else 'all'}", protocol)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcrl_lib.data import luna, profile_data, synthetic
+from pcrl_lib.data import luna16, profile_data, synthetic
 from pcrl_lib.data.cache import read_manifest
 from pcrl_lib.data.demo import load_manifest
 from pcrl_lib.data.dicom import read_dicom_image
@@ -57,7 +57,7 @@ def test_embedded_lists_name_existing_files_without_held_out_images(embedded):
     assert not set(splits["train"]["patient_id"]) & set(splits["val"]["patient_id"])
     demo = load_manifest()
     assert scans[:3] == [demo.path(key) for key in profile_data.DEMO_CHEST_CTS]
-    assert scans[3:] == luna.list_scans((embedded / "synthetic" / "smoke" / "luna16").resolve(), range(7))
+    assert scans[3:] == luna16.list_scans((embedded / "synthetic" / "smoke" / "luna16").resolve(), range(7))
 
 
 def test_dicom_radiograph_becomes_an_inverted_png_once(embedded):
@@ -135,7 +135,7 @@ def test_data_root_takes_the_real_layout_path(data_root, empty_cache):
     test_names = set((data_root / "nih" / "test_list.txt").read_text().split())
     assert test_names and not {p.name for p in images} & test_names
     scans = profile_data.pretraining_scans_3d("paper", data_root)
-    assert scans == luna.list_scans(data_root / "luna16", range(7)) and len(scans) == 2
+    assert scans == luna16.list_scans(data_root / "luna16", range(7)) and len(scans) == 2
     assert all("subset7" not in str(p) for p in scans)
 
     root = profile_data.prepared_root("smoke", data_root)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pcrl_lib.data import brats, chexpert, lits, luna, nih, synthetic
+from pcrl_lib.data import brats, chexpert, lits, luna16, nih, synthetic
 from pcrl_lib.data.check import check
 from pcrl_lib.data.images2d import ImageRecord, load_image, resize_image
 from pcrl_lib.data.splits import patient_split
@@ -136,26 +136,26 @@ def test_chexpert_frontal_only_and_records(roots):
 # ------------------------------------------------------------------------------------------ LUNA16
 def test_luna_scans_geometry_and_annotations_round_trip(roots):
     truth = synthetic.read_truth(roots["luna16"])["truth"]["scans"]
-    scans = luna.scan_index(roots["luna16"])
+    scans = luna16.scan_index(roots["luna16"])
     assert sorted(scans) == sorted(s["seriesuid"] for s in truth)
-    assert luna.list_scans(roots["luna16"], subsets=[1]) == [scans[truth[1]["seriesuid"]]]
-    annotations = luna.read_annotations(roots["luna16"] / "annotations.csv")
-    candidates = luna.read_candidates(luna.find_candidates(roots["luna16"]))
+    assert luna16.list_scans(roots["luna16"], subsets=[1]) == [scans[truth[1]["seriesuid"]]]
+    annotations = luna16.read_annotations(roots["luna16"] / "annotations.csv")
+    candidates = luna16.read_candidates(luna16.find_candidates(roots["luna16"]))
     for scan in truth:
-        volume = luna.read_scan(scans[scan["seriesuid"]])
+        volume = luna16.read_scan(scans[scan["seriesuid"]])
         assert volume.shape == tuple(scan["shape"]) and volume.array.dtype == np.float32
         np.testing.assert_allclose(volume.spacing, scan["spacing"], rtol=1e-6)
         np.testing.assert_allclose(volume.origin, scan["origin"], atol=1e-4)
         assert volume.spacing[2] > volume.spacing[0]  # anisotropic, thick slices
         rows = annotations[annotations["seriesuid"] == scan["seriesuid"]]
-        voxels = luna.nearest_voxel(volume, rows)
+        voxels = luna16.nearest_voxel(volume, rows)
         np.testing.assert_array_equal(voxels, [n["voxel"] for n in scan["nodules"]])
-        np.testing.assert_allclose(luna.voxel_to_world(volume, voxels), rows[luna.COORDS].to_numpy(), atol=1e-4)
+        np.testing.assert_allclose(luna16.voxel_to_world(volume, voxels), rows[luna16.COORDS].to_numpy(), atol=1e-4)
         np.testing.assert_array_equal(rows["diameter_mm"].to_numpy(), [n["diameter_mm"] for n in scan["nodules"]])
         assert (volume.array[tuple(voxels.T)] > -400).all()  # nodule centres are dense
         mine = candidates[candidates["seriesuid"] == scan["seriesuid"]]
         assert len(mine) == scan["candidates"] and mine["class"].sum() == scan["positive_candidates"]
-        positives = luna.world_to_voxel(volume, mine[mine["class"] == 1])
+        positives = luna16.world_to_voxel(volume, mine[mine["class"] == 1])
         gap_mm = np.linalg.norm((positives[:, None] - voxels[None]) * np.asarray(volume.spacing), axis=2).min(1)
         radius = np.asarray([n["diameter_mm"] for n in scan["nodules"]]).max() / 2
         assert (gap_mm <= radius).all()
@@ -286,11 +286,11 @@ BAD_INPUTS = {
     "chexpert no patient": (lambda t: _chexpert_csv(t, path="train/someone/view1.jpg"), ValueError,
                             r"without a 'patientNNNNN' folder"),
     "luna coordinate text": (lambda t: _luna_table(t, "annotations.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm\n"
-                                                   "1.2,abc,0,0,5\n", luna.read_annotations), ValueError,
+                                                   "1.2,abc,0,0,5\n", luna16.read_annotations), ValueError,
                              r"row 1, column 'coordX' has value 'abc'; expected a number"),
     "luna class": (lambda t: _luna_table(t, "candidates.csv", "seriesuid,coordX,coordY,coordZ,class\n1.2,0,0,0,3\n",
-                                         luna.read_candidates), ValueError, r"row 1 has class 3; must be 0 or 1"),
-    "luna no subsets": (lambda t: (lambda: luna.list_scans(t)), FileNotFoundError, r"no subset0\.\.subset9 folders"),
+                                         luna16.read_candidates), ValueError, r"row 1 has class 3; must be 0 or 1"),
+    "luna no subsets": (lambda t: (lambda: luna16.list_scans(t)), FileNotFoundError, r"no subset0\.\.subset9 folders"),
     "lits shape mismatch": (lambda t: _lits_pair(t, mask_shape=(8, 8, 5)), ValueError,
                             r"shape mismatch: .*volume-0\.nii is \(8, 8, 6\) but .*segmentation-0\.nii is \(8, 8, 5\)"),
     "lits spacing mismatch": (lambda t: _lits_pair(t, mask_spacing=(1.0, 1.0, 3.0)), ValueError,
@@ -315,11 +315,11 @@ def test_bad_input_is_rejected_with_a_specific_message(tmp_path, case):
 
 
 def test_luna_point_outside_scan_is_named(roots):
-    scan = luna.list_scans(roots["luna16"])[0]
-    volume = luna.read_scan(scan)
+    scan = luna16.list_scans(roots["luna16"])[0]
+    volume = luna16.read_scan(scan)
     far = np.asarray(volume.origin) - 100.0
     with pytest.raises(ValueError, match=r"maps to voxel .* outside the scan of shape"):
-        luna.nearest_voxel(volume, far[None])
+        luna16.nearest_voxel(volume, far[None])
 
 
 def test_lits_decathlon_layout(roots, tmp_path):

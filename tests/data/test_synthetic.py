@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from pcrl_lib.data import brats, lits, luna, synthetic
+from pcrl_lib.data import brats, lits, luna16, synthetic
 from pcrl_lib.data.nih import NIH_LABELS
 from pcrl_lib.data.synthetic import xray
 from pcrl_lib.data.synthetic.ct import abdomen_ct, chest_ct
@@ -109,9 +109,9 @@ def test_chest_ct_tissues_nodules_and_hard_negatives(tmp_path):
     assert (hu > 600).sum() > 0 and -60 < np.median(hu[masks["body"]]) < 120
     assert nodules and all(hu[tuple(n["voxel"])] > -150 for n in nodules)
     root = synthetic.write("luna16", tmp_path / "luna", n=1, size=48, difficulty=0.0)
-    scan = luna.read_scan(luna.list_scans(root)[0])
-    table = luna.read_candidates(root / "candidates.csv")
-    negatives = luna.nearest_voxel(scan, table[table["class"] == 0])
+    scan = luna16.read_scan(luna16.list_scans(root)[0])
+    table = luna16.read_candidates(root / "candidates.csv")
+    negatives = luna16.nearest_voxel(scan, table[table["class"] == 0])
     values = scan.array[tuple(negatives.T)]
     assert (table["class"] == 0).sum() == 24
     assert (values > -600).sum() >= 8 and (values < -750).sum() >= 4  # vessels / soft tissue and plain lung

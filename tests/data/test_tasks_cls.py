@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pcrl_lib.data import chexpert as chexpert_reader
-from pcrl_lib.data import luna, nih, splits, synthetic, tasks_cls
+from pcrl_lib.data import luna16, nih, splits, synthetic, tasks_cls
 from pcrl_lib.data.tasks_cls import ArrayDataset, ClassificationData
 from pcrl_lib.finetune.classify import classification_task
 
@@ -88,8 +88,8 @@ def test_chexpert_policies_change_only_the_uncertain_training_labels(embedded):
 def test_luna16_lookalike_cubes_are_split_by_scan(embedded):
     data = tasks_cls.luna16_fpr("smoke", progress=False)
     root = embedded / "synthetic" / "smoke" / "luna16"
-    candidates = luna.read_candidates(luna.find_candidates(root))
-    assert sorted(set().union(*(set(data.patients[s]) for s in splits.SPLITS))) == sorted(luna.scan_index(root))
+    candidates = luna16.read_candidates(luna16.find_candidates(root))
+    assert sorted(set().union(*(set(data.patients[s]) for s in splits.SPLITS))) == sorted(luna16.scan_index(root))
     for split in splits.SPLITS:
         mine = candidates[candidates["seriesuid"].isin(set(data.patients[split]))]
         assert len(getattr(data, split)) == len(mine) and data.labels[split].sum() == mine["class"].sum()
@@ -102,10 +102,10 @@ def test_luna16_lookalike_cubes_are_split_by_scan(embedded):
 def test_real_luna16_layout_uses_the_subsets_and_caps_negatives(embedded, tmp_path):
     synthetic.write("luna16", tmp_path / "luna16", n=8, seed=2, size=32)   # scan i lies in subset i
     data = tasks_cls.luna16_fpr("smoke", tmp_path, cube=(8, 8, 8), max_negatives_per_scan=5, progress=False)
-    scans = luna.scan_index(tmp_path / "luna16")
+    scans = luna16.scan_index(tmp_path / "luna16")
     assert [scans[u].parent.name for u in sorted(set(data.patients["test"]))] == ["subset7"]
     assert [scans[u].parent.name for u in sorted(set(data.patients["val"]))] == ["subset6"]
-    candidates = luna.read_candidates(luna.find_candidates(tmp_path / "luna16"))
+    candidates = luna16.read_candidates(luna16.find_candidates(tmp_path / "luna16"))
     for split in splits.SPLITS:
         mine = candidates[candidates["seriesuid"].isin(set(data.patients[split]))]
         assert data.labels[split].sum() == mine["class"].sum(), "every positive is kept"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..luna import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS, CANDIDATE_FILES
+from ..luna16 import ANNOTATION_COLUMNS, CANDIDATE_COLUMNS, CANDIDATE_FILES
 from ..volume import Volume, write_volume
 from .fields import ellipse_radius, grid, sigmoid, smooth_noise
 
