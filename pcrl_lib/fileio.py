@@ -56,6 +56,18 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
             continue
 
 
+def folder_problem(path: Path) -> str | None:
+    """Create ``path`` (and its parents) when missing. None when it is then a writable folder, else what is
+    wrong, to end the caller's message: "is a file", "cannot be created (<reason>)" or "is read-only"."""
+    if path.exists() and not path.is_dir():
+        return "is a file"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot be created ({err.strerror})"
+    return None if os.access(path, os.W_OK | os.X_OK) else "is read-only"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, flush and ``fsync`` it, then ``os.replace`` it onto
     ``path``. Creates the parent folder when missing. Returns the path."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from .fileio import TMP_PREFIX, atomic_write_json
+from .fileio import TMP_PREFIX, atomic_write_json, folder_problem
 
 MARKER = ".pcrl-run.json"
 LOCK = ".pcrl-lock"
@@ -149,15 +149,9 @@ def _clear(path: Path, kind: str) -> None:
 
 
 def _prepare(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"output folder {path} is a file; choose a folder (it is created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunFolderError(f"output folder {path} cannot be created ({err.strerror}); choose a writable "
-                             "location") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RunFolderError(f"output folder {path} is read-only; choose a writable folder")
+    problem = folder_problem(path)
+    if problem:
+        raise RunFolderError(f"output folder {path} {problem}; choose a writable folder (it is created if missing)")
 
 
 def _holder_pid(fd: int) -> int | None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pcrl_lib.data.cache import atomic_save_npy, atomic_save_npz
-from pcrl_lib.fileio import TMP_PREFIX, atomic_path, atomic_write_text, fingerprint, jsonable, read_json
+from pcrl_lib.fileio import (TMP_PREFIX, atomic_path, atomic_write_text, fingerprint, folder_problem, jsonable,
+                             read_json)
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pcrl_lib"
 # A reader that dispatches on what it finds (a folder → the DICOM reader, which returns the same Volume type);
@@ -114,3 +115,10 @@ def test_the_package_import_graph_has_no_cycle():
     assert "pcrl_lib.train" not in graph["pcrl_lib.finetune.loop"]
     assert not {m for m in graph["pcrl_lib.train"] if m.startswith("pcrl_lib.finetune")}
     assert _cycles(graph) == []
+
+
+def test_folder_problem_creates_the_folder_or_says_what_is_wrong(tmp_path):
+    assert folder_problem(tmp_path / "a" / "b") is None and (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    assert folder_problem(tmp_path / "file") == "is a file"
+    assert folder_problem(tmp_path / "file" / "sub") == "cannot be created (Not a directory)"

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ...fileio import atomic_write_text
+from ...fileio import atomic_write_text, folder_problem
 from ...paths import cache_dir as _kit_cache_dir
 from .sources import SOURCES, Source
 
@@ -417,13 +417,9 @@ def fetch(cache_dir: str | os.PathLike | None = None, progress: bool = True,
         return manifest
 
     start = time.perf_counter()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cache folder {root} cannot be created ({err.strerror}); pass another --cache-dir / "
-                         "cache_dir=") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise ValueError(f"cache folder {root} is not writable; pass another --cache-dir / cache_dir= or fix its "
+    problem = folder_problem(root)
+    if problem:
+        raise ValueError(f"cache folder {root} {problem}; pass another --cache-dir / cache_dir= or fix its "
                          "permissions")
     recorded = _read_entries(root / MANIFEST) if (root / MANIFEST).is_file() else None
     if recorded is not None and _pins(recorded) != {(s.package, s.version, s.sha256) for s in sources}:
