@@ -9,19 +9,7 @@ import torch
 from pcrl_lib.viz import augment as va
 from pcrl_lib.viz import playground as vp
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def image(seed=0, size=24):
-    return torch.rand((1, size, size), generator=torch.Generator().manual_seed(seed))
-
-
-def cube(seed=0, shape=(12, 12, 6)):
-    return torch.rand((1, *shape), generator=torch.Generator().manual_seed(seed))
+from test_viz_augment import close_figures, cube, image  # noqa: F401 - the autouse fixture applies here too
 
 
 @pytest.mark.parametrize("name", list(va.CATALOGUE))
