@@ -113,8 +113,8 @@ def fit_margin(shape: Sequence[int], sizes: Sequence[Sequence[int]], margin: Seq
         raise ValueError(f"{name}: crop sizes must be positive (x, y, z) triples, got {sizes.tolist()}")
     fits = (sizes + extra <= shape).all(1)
     if not fits.any():
-        raise ValueError(f"{name}: scan of shape {tuple(shape)} (1 mm voxels) is smaller than every crop size "
-                         f"{[tuple(s) for s in sizes]}; use a smaller cube or a larger scan")
+        raise ValueError(f"{name}: scan of shape {tuple(shape.tolist())} (1 mm voxels) is smaller than every crop "
+                         f"size {[tuple(s) for s in sizes.tolist()]}; use a smaller cube or a larger scan")
     notes = []
     if not fits.all():
         notes.append(f"crop sizes {[tuple(int(v) for v in s) for s in sizes[~fits]]} do not fit the scan "

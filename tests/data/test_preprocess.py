@@ -173,8 +173,9 @@ def test_margin_reduced_on_a_small_scan_and_said_so():
     assert pairs.margin == (22, 22, 8) and any("margin reduced" in n for n in pairs.notes)
     assert (pairs.boxes[..., :3] >= pairs.margin).all()
     assert (pairs.boxes[..., 3:] <= np.array(hu.shape) - pairs.margin).all()
-    with pytest.raises(ValueError, match="tiny.nii: scan of shape .* smaller than every crop size"):
+    with pytest.raises(ValueError, match="tiny.nii: scan of shape .* smaller than every crop size") as refused:
         crop_pairs(np.full((6, 6, 3), -850.0), cube=CUBE, rng=np.random.default_rng(0), name="tiny.nii")
+    assert "(6, 6, 3)" in str(refused.value) and "np." not in str(refused.value)  # plain numbers (issue 14.6)
 
 
 def test_same_seed_same_crops():
