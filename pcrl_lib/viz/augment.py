@@ -257,7 +257,8 @@ def painted_region(params: PaintingParams, i: int, spatial: Sequence[int]) -> to
 
 @dataclass(frozen=True)
 class Knob:
-    """One parameter of a playground transform: slider range and default."""
+    """One parameter of a playground transform: slider range and default. The default and ``high`` lie on the
+    slider's grid ``low + k * step`` (a slider snaps its value to that grid, which would move an off-grid default)."""
 
     name: str
     default: float
@@ -270,7 +271,8 @@ class Knob:
 @dataclass(frozen=True)
 class Entry:
     """A transform of the catalogue: ``build(spatial_dims, shape, **knob values)`` → transform with
-    ``p = 1`` (so its effect is always visible); ``dims`` the spatial dims it exists for; ``normalized``:
+    ``p = 1`` (so it always acts; at its released parameters an effect can still be too small to see on a small
+    cube, which the playground's caption says); ``dims`` the spatial dims it exists for; ``normalized``:
     it acts on ImageNet-normalised images (cutout), so it is shown through normalise → apply → display."""
 
     name: str
@@ -290,7 +292,7 @@ def _entries() -> dict[str, Entry]:
         Entry("local pixel shuffling", both,
               lambda sd, shape, n_blocks, max_block_frac: LocalPixelShuffle(sd, p=1.0, n_blocks=int(n_blocks),
                                                                               max_block_frac=max_block_frac),
-              (Knob("n_blocks", 10_000, 1, 20_000, 100, True), Knob("max_block_frac", 0.1, 0.02, 0.3, 0.01)),
+              (Knob("n_blocks", 10_000, 100, 20_000, 100, True), Knob("max_block_frac", 0.1, 0.02, 0.3, 0.01)),
               why="texture: shuffle voxels inside small blocks"),
         Entry("in-painting", both,
               lambda sd, shape, max_boxes, continue_p: Painting(sd, p=1.0, inpaint_p=1.0, max_boxes=int(max_boxes),
@@ -321,7 +323,7 @@ def _entries() -> dict[str, Entry]:
               (Knob("strength", 0.4, 0.0, 1.0, 0.05),), why="photometry: brightness, contrast, saturation, hue"),
         Entry("cutout", (2,),
               lambda sd, shape, n_holes, hole_frac: Cutout(int(n_holes), max(1, round(hole_frac * int(shape[-2])))),
-              (Knob("n_holes", 3, 1, 8, 1, True), Knob("hole_frac", 32 / 224, 0.02, 0.5, 0.01)), normalized=True,
+              (Knob("n_holes", 3, 1, 8, 1, True), Knob("hole_frac", 32 / 224, 4 / 224, 112 / 224, 1 / 224)), normalized=True,
               why="occlusion: square holes at the mean colour"),
     ]
     return {e.name: e for e in entries}

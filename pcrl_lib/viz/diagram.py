@@ -21,8 +21,10 @@ _BOXES = {
     "D": (0.66, 0.54, "D\nshared U-Net\ndecoder", "#ffe0b2"),
     "out_o": (0.87, 0.78, "ordinary output\n→ target T1", "#fff3e0"),
     "out_h": (0.87, 0.54, "hybrid output\n→ α·T1+(1−α)·T2", "#fff3e0"),
-    "nce": (0.87, 0.22, "contrastive\nNCE(q, k)\nqueue K×128", "#ffcdd2"),
+    # Between the encoders it is fed by, so no arrow crosses another box (tests/test_viz_widgets.py).
+    "nce": (0.26, 0.54, "contrastive\nNCE(q, k)\nqueue K×128", "#ffcdd2"),
 }
+BOX_SIZE = (0.15, 0.13)   # box width, height in axes units
 _ARROWS = [("x1", "Eo"), ("x2", "Em"), ("Eo", "tca1"), ("Em", "tca2"), ("tca1", "Eh"), ("tca2", "Eh"),
            ("tca1", "D"), ("Eh", "D"), ("D", "out_o"), ("D", "out_h"), ("Eo", "nce"), ("Em", "nce")]
 
@@ -39,7 +41,7 @@ def draw_pcrl_flow(ax: plt.Axes | None = None) -> plt.Figure:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
-    w, h = 0.15, 0.13
+    w, h = BOX_SIZE
     patches = {}
     for name, (x, y, label, colour) in _BOXES.items():
         patches[name] = ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.01",

@@ -41,15 +41,19 @@ def render_transform(name: str, x: torch.Tensor, seed: int = 0, z: int | None = 
     """The playground's pure render function: catalogue transform ``name`` with knob ``values`` on one image
     ``(C, H, W)`` or cube ``(C, X, Y, Z)``, parameters drawn from a generator seeded with ``seed``;
     ``z`` picks the axial slice shown of a cube (``direction``: its volume's, None = LPS). Same arguments → same
-    frame; a cube's frame has ``plane`` "axial"."""
+    frame; a cube's frame has ``plane`` "axial". When the draw leaves the input unchanged (local pixel shuffling's
+    blocks are 1 voxel on a small cube at the released block fraction), the caption says so."""
     d = draw(name, x, 1, seed, **values)
     mask = None
     if isinstance(d.params, PaintingParams):
         region = painted_region(d.params, 0, d.x.shape[2:])
         mask = None if region is None else display_mask(region, z, direction)
+    caption = describe(d.params, 0)
+    if torch.equal(d.x, d.y):
+        caption += "\n(no change at these parameters on this image)"
     return Frame(before=display_array(d.x[0], z, d.normalized, window, direction),
                  after=display_array(d.y[0], z, d.normalized, window, direction),
-                 caption=describe(d.params, 0), output=d.y[0], mask=mask, plane="axial" if x.ndim == 4 else None)
+                 caption=caption, output=d.y[0], mask=mask, plane="axial" if x.ndim == 4 else None)
 
 
 def frame_figure(frame: Frame, title: str = "") -> plt.Figure:
@@ -107,6 +111,7 @@ class Playground:
         self.knobs: dict = {}
         self._w = w
         self._busy = False
+        self.renders = 0
         self.controls = {
             "dims": w.ToggleButtons(options=[("2D X-ray", 2), ("3D CT cube", 3)], value=2, description="data"),
             "transform": w.Dropdown(options=names(2), value=names(2)[0], description="transform"),
@@ -130,9 +135,11 @@ class Playground:
         w = self._w
         self.knobs = {}
         for k in CATALOGUE[self.controls["transform"].value].knobs:
-            cls = w.IntSlider if k.integer else w.FloatSlider
-            slider = cls(value=k.default, min=k.low, max=k.high, step=k.step, description=k.name,
-                         style={"description_width": "initial"})
+            # Defaults lie on the slider grid (Knob), so the browser's snapping never moves them.
+            extra = {} if k.integer else {"readout_format": ".3g"}
+            slider = (w.IntSlider if k.integer else w.FloatSlider)(
+                value=k.default, min=k.low, max=k.high, step=k.step, description=k.name,
+                style={"description_width": "initial"}, **extra)
             slider.observe(self.redraw, names="value")
             self.knobs[k.name] = slider
         self.knob_box.children = tuple(self.knobs.values())
@@ -165,13 +172,20 @@ class Playground:
                                 self.window, self.direction, **{k: s.value for k, s in self.knobs.items()})
 
     def redraw(self, *_) -> None:
+        """Render once and replace the output area's one figure (``renders`` counts the renders)."""
         if self._busy:
             return
+        from IPython.display import display
+
         self.frame = self.render()
+        self.renders += 1
+        fig = frame_figure(self.frame, self.controls["transform"].value)
+        # Out of pyplot's registry at once: the inline backend shows every registered figure at the end of a
+        # cell, which stacked a second copy under the panel on the first switch of transform.
+        plt.close(fig)
         with self.out:
             self.out.clear_output(wait=True)
-            frame_figure(self.frame, self.controls["transform"].value)
-            plt.show()
+            display(fig)
 
 
 def playground(images_2d: torch.Tensor, cubes: torch.Tensor, seed: int = 0, z: int | None = None,

@@ -69,6 +69,29 @@ def show_slice(ax, image: np.ndarray, axis: int = 2, direction=None, **imshow) -
     ax.axis("off")
 
 
+def _nice_step(span: float) -> float:
+    """A 1/2/5·10^k step near ``span / 200`` (slider steps readers can add up)."""
+    if not span > 0:
+        return 0.01
+    raw = span / 200
+    power = 10.0 ** np.floor(np.log10(raw))
+    return float(min((m * power for m in (1, 2, 5, 10)), key=lambda v: abs(v - raw)))
+
+
+def window_slider_ranges(lo: float, hi: float, level: float, width: float) -> dict[str, tuple[float, float, float]]:
+    """``{"level": (min, max, step), "width": (...)}`` for the viewer's sliders over intensities ``[lo, hi]``.
+
+    A slider snaps its value to ``min + k * step``; both ranges are laid out from the opening ``level`` / ``width``
+    in whole steps, so the window opens exactly where asked (lung: -600/1500, not -603.9/1496.6)."""
+    span = max(hi, level) - min(lo, level)
+    step = _nice_step(span)
+    below, above = np.ceil((level - min(lo, level)) / step), np.ceil((max(hi, level) - level) / step)
+    widest = max(2 * (hi - lo), width)
+    narrow = np.floor(width / step - 1e-9)       # keeps the smallest width > 0
+    return {"level": (float(level - below * step), float(level + above * step), step),
+            "width": (float(width - narrow * step), float(width + np.ceil((widest - width) / step) * step), step)}
+
+
 def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, level: float = -600.0,
                  width: float = 1500.0, mask: np.ndarray | None = None, alpha: float = 0.4,
                  direction=None) -> np.ndarray:
@@ -93,7 +116,8 @@ def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, le
         colour = OVERLAY_COLOURS[labels]
         on = (labels > 0)[..., None]
         rgb = np.where(on, (1 - alpha) * rgb + alpha * colour, rgb)
-    return rgb
+    # imshow clips RGB floats outside [0, 1] itself, with a "Clipping input data" warning in the viewer's output.
+    return np.clip(rgb, 0.0, 1.0)
 
 
 def montage(volume: np.ndarray, mask: np.ndarray | None = None, axis: int | None = None, n: int = 6,
@@ -132,10 +156,11 @@ def slice_viewer(volume: np.ndarray, mask: np.ndarray | None = None, window: str
     axis = w.Dropdown(options=[(plane, storage_axis(plane, direction)) for plane in ("axial", "coronal", "sagittal")],
                       value=axial, description="plane")
     index = w.IntSlider(value=volume.shape[axial] // 2, min=0, max=volume.shape[axial] - 1, description="slice")
-    lo, hi = float(np.min(volume)), float(np.max(volume))
-    lvl = w.FloatSlider(value=level, min=lo, max=hi, step=(hi - lo) / 200 or 0.01, description="level")
-    wid = w.FloatSlider(value=width, min=(hi - lo) / 100 or 0.01, max=(hi - lo) * 2 or 1.0,
-                        step=(hi - lo) / 200 or 0.01, description="width")
+    ranges = window_slider_ranges(float(np.min(volume)), float(np.max(volume)), level, width)
+    lvl = w.FloatSlider(value=level, min=ranges["level"][0], max=ranges["level"][1], step=ranges["level"][2],
+                        description="level")
+    wid = w.FloatSlider(value=width, min=ranges["width"][0], max=ranges["width"][1], step=ranges["width"][2],
+                        description="width")
     overlay = w.Checkbox(value=mask is not None, description="mask overlay", disabled=mask is None)
     out = w.Output()
 
