@@ -292,7 +292,7 @@ def _entries() -> dict[str, Entry]:
         Entry("local pixel shuffling", both,
               lambda sd, shape, n_blocks, max_block_frac: LocalPixelShuffle(sd, p=1.0, n_blocks=int(n_blocks),
                                                                               max_block_frac=max_block_frac),
-              (Knob("n_blocks", 10_000, 100, 20_000, 100, True), Knob("max_block_frac", 0.1, 0.02, 0.3, 0.01)),
+              (Knob("n_blocks", 10_000, 50, 20_000, 50, True), Knob("max_block_frac", 0.1, 0.02, 0.3, 0.01)),
               why="texture: shuffle voxels inside small blocks"),
         Entry("in-painting", both,
               lambda sd, shape, max_boxes, continue_p: Painting(sd, p=1.0, inpaint_p=1.0, max_boxes=int(max_boxes),
