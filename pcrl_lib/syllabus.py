@@ -24,14 +24,14 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("00_overview", "Overview", "what PCRL is, the data flow, the course map, the environment", 0.2, "< 1 min"),
     Lesson("01_data_preparation", "Data preparation",
            "file formats, HU and windowing, spacing and resampling, PCRL crop pairs, labels and patient splits",
-           3, "2–4 h (LUNA16 + ChestX-ray14 caches)"),
+           1, "2–4 h (LUNA16 + ChestX-ray14 caches)"),
     Lesson("02_augmentations", "Augmentations",
-           "Models Genesis distortions, TCA flips/rotations and their codes, the 2D views, mixup", 2, "< 5 min"),
+           "Models Genesis distortions, TCA flips/rotations and their codes, the 2D views, mixup", 0.5, "< 5 min"),
     Lesson("03_pretrain_2d", "PCRL pretraining in 2D",
            "the three encoders, the TCA gate, the hybrid mix, the two passes, the losses; training a ResNet-18 U-Net",
-           3, "~5–10 h per method on one H100 (extrapolated)"),
+           6, "~5–10 h per method on one H100 (extrapolated)"),
     Lesson("04_pretrain_3d", "PCRL pretraining in 3D", "the same on CT cubes with the Models Genesis 3D U-Net",
-           2, "~1–1.5 days per method on one H100 (extrapolated)"),
+           5.5, "~1–1.5 days per method on one H100 (extrapolated)"),
     Lesson("05_chestxray14", "Thoracic disease classification (ChestX-ray14)",
            "fine-tuning with few labels, patient-level fractions, mean AUC with confidence intervals", 4.5, "hours"),
     Lesson("06_chexpert", "Thoracic disease classification (CheXpert)",
@@ -42,12 +42,15 @@ LESSONS: tuple[Lesson, ...] = (
            "3D segmentation fine-tuning, patch sampling, sliding-window inference, Dice and HD95", 3.5, "hours"),
     Lesson("09_brats", "Brain tumour segmentation (BraTS 2018)",
            "four-modality input from a one-channel encoder, WT / TC / ET regions", 3.5, "hours"),
-    Lesson("10_results", "Results", "the reproduction report computed from the run's records", 0.5, "< 1 min"),
+    Lesson("10_results", "Results", "the reproduction report computed from the run's records", 0.2, "< 1 min"),
 )
 
 
 def course_map(run_dir: str | Path | None = None) -> list[dict]:
-    """One row per lesson; ``quick CPU`` is the measured wall time when ``run_dir/summary.json`` has it."""
+    """One row per lesson; ``quick CPU`` is the measured wall time when ``run_dir/summary.json`` has it.
+
+    Only the course runner times notebooks (``summary.json``); a notebook run in JupyterLab leaves its record
+    (``records/NN_name.json``) but no time, and its row says so instead of "not run"."""
     measured: dict[str, float] = {}
     if run_dir is not None and (Path(run_dir) / "summary.json").is_file():
         try:
@@ -58,7 +61,13 @@ def course_map(run_dir: str | Path | None = None) -> list[dict]:
     table = []
     for lesson in LESSONS:
         wall = measured.get(lesson.stem)
+        if wall is not None:
+            status = f"{wall / 60:.1f} min"
+        elif run_dir is not None and (Path(run_dir) / "records" / f"{lesson.stem}.json").is_file():
+            status = "run, not timed (only the course runner times notebooks)"
+        else:
+            status = "no timed run yet (the course runner times notebooks)"
         table.append({"notebook": lesson.stem, "title": lesson.title, "teaches": lesson.teaches,
-                      "this profile (measured)": f"{wall / 60:.1f} min" if wall is not None else "not run yet",
+                      "this profile (measured)": status,
                       "quick, CPU (planned)": f"{lesson.quick_cpu_min:g} min", "paper, GPU (planned)": lesson.paper_gpu})
     return table

@@ -1,6 +1,6 @@
 """Command line for the data layer (also installed as ``pcrl-data``).
 
-    python -m pcrl_lib.data.cli check --dataset luna16 --root /data/LUNA16 [--limit 200] [--deep]
+    python -m pcrl_lib.data.cli check --dataset luna16 --root /data/pcrl/luna16 [--limit 200] [--deep]
     python -m pcrl_lib.data.cli synthetic --dataset nih --root data/cache/synthetic/nih -n 32 --seed 0
     python -m pcrl_lib.data.cli prepare --dim 3 --profile paper --data-root /data/pcrl [--num-workers 8]
 
