@@ -73,19 +73,29 @@ def test_viewer_slices_never_make_imshow_clip(caplog):
     assert "Clipping" not in caplog.text
 
 
-def _inside(point, centre, size, pad=0.005):
+def _inside(point, centre, size, pad=diagram.BOX_PAD + 0.005):
     return all(abs(p - c) < s / 2 + pad for p, c, s in zip(point, centre, size))
 
 
 def test_diagram_arrows_cross_no_other_box():
     """Each arrow runs straight between its two boxes' centres; no other box may lie on it (it hid their text)."""
     boxes = {name: spec[:2] for name, spec in diagram._BOXES.items()}
-    crossed = []
+    crossed, short = [], []
     for a, b in diagram._ARROWS:
         (x0, y0), (x1, y1) = boxes[a], boxes[b]
+        free = 0
         for t in np.linspace(0, 1, 400):
             point = (x0 + t * (x1 - x0), y0 + t * (y1 - y0))
             crossed += [f"{a}->{b} crosses {name}" for name, centre in boxes.items()
                         if name not in (a, b) and _inside(point, centre, diagram.BOX_SIZE)]
+            free += not any(_inside(point, boxes[end], diagram.BOX_SIZE, diagram.BOX_PAD) for end in (a, b))
+        # Between touching boxes the arrow was drawn over the next box's text (x1 -> E_o struck "ordinary").
+        if free / 400 * np.hypot(x1 - x0, y1 - y0) < 0.025:
+            short.append(f"{a}->{b}")
     assert not crossed, sorted(set(crossed))
-    assert isinstance(diagram.draw_pcrl_flow(), plt.Figure)
+    assert not short, f"arrows with no room between their boxes: {short}"
+    ax = diagram.draw_pcrl_flow().axes[0]
+    (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
+    half_w, half_h = (side / 2 + diagram.BOX_PAD for side in diagram.BOX_SIZE)
+    assert all(x_lo <= x - half_w and x + half_w <= x_hi and y_lo <= y - half_h and y + half_h <= y_hi
+               for x, y in boxes.values()), "a box is cut by the figure's edge"
