@@ -116,7 +116,8 @@ def render_slice(volume: np.ndarray, axis: int = 2, index: int | None = None, le
         colour = OVERLAY_COLOURS[labels]
         on = (labels > 0)[..., None]
         rgb = np.where(on, (1 - alpha) * rgb + alpha * colour, rgb)
-    # imshow clips RGB floats outside [0, 1] itself, with a "Clipping input data" warning in the viewer's output.
+    # The float32 blend rounds past 1 (0.6 * float32(1) + 0.4 = 1 + 2e-8 where a saturated voxel is labelled), and
+    # imshow then clips it itself, with a "Clipping input data" warning in the viewer's output.
     return np.clip(rgb, 0.0, 1.0)
 
 
