@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from .notebook_save import write_server_config
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".pcrl-kit-installed"
@@ -45,6 +47,7 @@ def ensure_venv() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     else:
         print(f"reusing virtual environment {VENV}", flush=True)
+    write_server_config(VENV)   # a Jupyter started from .venv saves notebooks without the reader's Python version
     digest = _install_digest()
     if STAMP.is_file() and STAMP.read_text().strip() == digest:
         print("dependencies up to date (pyproject.toml unchanged since the last install)", flush=True)

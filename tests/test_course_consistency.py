@@ -76,3 +76,32 @@ def test_commands_named_in_the_course_exist():
         assert has_makefile or not re.search(r"^\s*make \w", text, flags=re.M), f"{name} names a make target"
         for dataset, root in re.findall(r"check --dataset (\w+) --root (\S+?)[`\s]", text):
             assert root.rstrip("/").endswith("/" + dataset), f"{name}: --root {root} for --dataset {dataset}"
+
+
+@pytest.mark.parametrize("stem", ["00_overview", "02_augmentations"])
+def test_saving_in_jupyterlab_leaves_the_committed_file_unchanged(stem, tmp_path):
+    """What JupyterLab sends on save (the kernel's kernelspec and language_info, version included) goes through
+    the kit's pre-save hook and jupyter_server's FileContentsManager: the file's bytes are the committed ones."""
+    pytest.importorskip("jupyter_server")
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    from pcrl_lib.notebook_save import HOOK
+
+    committed = (notebooks_dir() / f"{stem}.ipynb").read_bytes()
+    (tmp_path / "nb.ipynb").write_bytes(committed)
+    manager = FileContentsManager(root_dir=str(tmp_path), pre_save_hook=HOOK)
+    model = manager.get("nb.ipynb")
+    model["content"]["metadata"]["language_info"] = dict(IPythonKernel.language_info)   # what the kernel reports
+    model["content"]["metadata"]["kernelspec"] = dict(KERNELSPEC)
+    manager.save(model, "nb.ipynb")
+    assert (tmp_path / "nb.ipynb").read_bytes() == committed
+
+
+def test_the_kit_registers_the_save_hook_for_its_environment(tmp_path):
+    from pcrl_lib.notebook_save import HOOK, write_server_config
+
+    path = write_server_config(tmp_path)
+    assert path == tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "pcrl-kit.json"
+    assert json.loads(path.read_text()) == {"FileContentsManager": {"pre_save_hook": HOOK}}
+    assert write_server_config(tmp_path).read_text() == path.read_text()        # idempotent
