@@ -12,7 +12,8 @@ export format and its loaders), ``pcrl`` (the objective), ``training`` (what bot
 streams, epoch order, device moves), ``train`` (the pretraining loop), ``pretrain_setup`` / ``pretrain_cli``
 (assembling a pretraining run; ``python -m pcrl_lib.train``), ``pretrain_runs`` (the course's pretraining runs),
 ``finetune``, ``metrics``, ``course`` (papermill runner, notebook records), ``course_records`` / ``claims`` /
-``report`` (reading a run's records, checking the paper's claims, writing RESULTS.md), ``viz``.
+``report`` (reading a run's records, checking the paper's claims, writing RESULTS.md), ``viz``,
+``notebook_save`` (the JupyterLab save hook that keeps notebooks clean in git).
 """
 
 __version__ = "0.1.0"
