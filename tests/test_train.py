@@ -379,18 +379,7 @@ def test_real_pcrl_2d_two_steps_and_export_loads(tmp_path):
 
 
 def test_cli_trains_on_a_prepared_image_cache_then_reuses(tmp_path, capsys):
-    import numpy as np
-    from PIL import Image
-
-    from pcrl_lib.data.cache import prepare_image_cache
-
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(4):
-        paths.append(tmp_path / f"img{i}.png")
-        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(paths[-1])
-    prepare_image_cache(paths, tmp_path / "cache", size=32, progress=False)
-    argv = ["--dim", "2", "--profile", "smoke", "--data", str(tmp_path / "cache"), "--output-dir",
+    argv = ["--dim", "2", "--profile", "smoke", "--data", str(_image_cache(tmp_path / "images")), "--output-dir",
             str(tmp_path / "run"), "--device", "cpu", "--no-progress", "-p", "image_size_2d", "32",
             "-p", "batch_size_2d", "2", "-p", "max_steps_per_epoch", "1"]
     assert main(argv) == 0
