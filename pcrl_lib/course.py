@@ -6,6 +6,7 @@ Usage::
     python -m pcrl_lib.course run --profile quick [--data-root DIR] [--output-dir DIR] [--only 03,04]
                                   [--resume] [--force] [-p NAME VALUE ...]
     python -m pcrl_lib.course report runs/quick [--claims FILE] [--min-seeds N]
+    python -m pcrl_lib.course student --out DIR [--force]
 
 A run writes, under ``runs/<profile>/`` (or ``--output-dir``):
 
@@ -554,6 +555,23 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_student(args) -> int:
+    from .student import StudentError, write_student_course
+
+    files = sorted({nb.path for nb in discover(args.notebooks_dir)})
+    try:
+        written = write_student_course(args.out, files, force=args.force)
+    except StudentError as err:
+        raise CourseError(str(err)) from err
+    for item in written:
+        note = "kept (differs from the generated version: a learner's work? --force overwrites)" if item.kept \
+            else f"{item.solutions_removed} solution(s) removed"
+        print(f"{item.path.name:<28} {note}")
+    print(f"student notebooks: {Path(args.out).expanduser().resolve()} (run them in place, or "
+          f"python -m pcrl_lib.course --notebooks-dir {args.out} run ...)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pcrl_lib.course", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks-dir", default=None, help=argparse.SUPPRESS)
@@ -575,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--claims", default=None, help="claims file (default data/paper_claims.json)")
     rep.add_argument("--min-seeds", type=int, default=None,
                      help="common seeds a comparison needs to count for a claim (default 2)")
+    st = sub.add_parser("student", help="write student versions of the notebooks (exercise solutions removed)")
+    st.add_argument("--out", required=True, help="folder for the student notebooks (created if missing)")
+    st.add_argument("--force", action="store_true", help="overwrite notebooks there that differ (a learner's work)")
     return parser
 
 
@@ -585,6 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "student":
+            return _cmd_student(args)
         return _cmd_run(args)
     except CourseError as err:
         print(f"error: {err}", file=sys.stderr)
