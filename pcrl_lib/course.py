@@ -58,6 +58,8 @@ PARAMETER_KINDS = {"DATA_ROOT": "str", "OUTPUT_DIR": "str", "CLAIMS": "str", "EP
                    "METHODS": "list[str]", "LABEL_FRACTIONS": "list[float]", "SEEDS": "list[int]"}
 # A notebook reads the real dataset X when it calls profile_data.dataset_root(DATA_ROOT, "X") (or loops over names).
 _DATASET_CALL_RE = re.compile(r"dataset_root\(DATA_ROOT,\s*(?:[\"'](\w+)[\"']|(\w+))\s*\)")
+# ... or names it in the setup call: lesson.start(..., datasets=("nih", "luna16")).
+_LESSON_DATASETS_RE = re.compile(r"lesson\.start\([^)]*?datasets\s*=\s*[(\[]([^)\]]*)[)\]]", re.S)
 
 
 class CourseError(Exception):
@@ -144,7 +146,8 @@ class Notebook:
 
     def datasets(self) -> list[str]:
         """The real datasets the notebook reads under ``DATA_ROOT``: the names in its
-        ``profile_data.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there."""
+        ``profile_data.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there,
+        or in the ``datasets=`` of its ``lesson.start(...)`` call."""
         import nbformat
 
         found: list[str] = []
@@ -155,6 +158,8 @@ class Notebook:
                 loop = re.search(rf"for\s+{variable}\s+in\s+[(\[]([^)\]]*)[)\]]", cell.source) if variable else None
                 names = [literal] if literal else re.findall(r"[\"'](\w+)[\"']", loop.group(1)) if loop else []
                 found += [name for name in names if name not in found]
+            for listed in _LESSON_DATASETS_RE.findall(cell.source):
+                found += [name for name in re.findall(r"[\"'](\w+)[\"']", listed) if name not in found]
         return found
 
     def digest(self) -> str:
