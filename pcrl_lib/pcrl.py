@@ -73,7 +73,7 @@ from .config import PRETRAIN_METHODS
 from .contrastive import ContrastiveMemory, concat_all_gather, distributed
 from .models import (ProjectionHead, TCAGate, arch_kwargs, bottleneck_channels, build_encoder, build_unet,
                      tca_code_dim)
-from .transforms.mixup import draw_mix, mix
+from .transforms.mixup import draw_mix, fold_coefficient, mix
 
 METHODS: dict[str, dict[str, Any]] = {
     "pcrl": {"recon": True, "tca": True, "hybrid": True, "mixup": True, "nce": "nce"},
@@ -102,8 +102,7 @@ class StepOutput:
 
 def draw_alpha(generator: torch.Generator) -> float:
     """The hybrid weight: α ~ Beta(1,1) = U(0,1), folded to max(α, 1−α) ∈ [0.5, 1]."""
-    u = torch.rand((), generator=generator, device=generator.device).item()
-    return max(u, 1.0 - u)
+    return fold_coefficient(torch.rand((), generator=generator, device=generator.device).item())
 
 
 def hybrid_mix(features_o: list[torch.Tensor], features_m: list[torch.Tensor], alpha: float) -> list[torch.Tensor]:

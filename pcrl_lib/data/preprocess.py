@@ -39,7 +39,7 @@ from .orientation import to_lps
 from .volume import Volume, read_volume, to_sitk
 
 __all__ = [
-    "CT_WINDOWS", "resample", "resample_to_reference", "normalize_hu", "zscore_in_mask",
+    "CT_WINDOWS", "resample", "resampled_shape", "resample_to_reference", "normalize_hu", "zscore_in_mask",
     "crop_pairs", "CropPairs", "box_iou", "scaled_crop_sizes", "prepare_pretraining_cubes", "PairDataset",
     "candidate_cubes", "CandidateCubes", "prepare_candidate_cubes", "CandidateDataset",
     "SegmentationCase", "prepare_segmentation_cases", "SegmentationCaseDataset", "sample_patches", "PatchSample",
@@ -85,6 +85,20 @@ def _resample_onto(volume: Volume, size, spacing, origin, direction, order: str,
                   direction=np.asarray(out.GetDirection(), dtype=np.float64).reshape(3, 3), path=volume.path)
 
 
+def resampled_shape(shape: Sequence[int], spacing: float | Sequence[float],
+                    new_spacing: float | Sequence[float]) -> tuple[int, int, int]:
+    """Voxels per axis of a grid resampled from ``spacing`` to ``new_spacing`` mm with the same physical extent:
+    ``n' = max(1, round(n · s / s'))`` per axis (round half to even, as ``np.rint``).
+
+    ``shape``: ``(X, Y, Z)`` voxels; ``spacing``, ``new_spacing``: one number (every axis) or one per axis, in mm.
+    Returns three Python ints."""
+    counts = np.asarray(shape, dtype=np.float64)
+    if counts.shape != (3,) or (counts < 1).any():
+        raise ValueError(f"shape must be three positive voxel counts (X, Y, Z), got {shape!r}")
+    old, new = _spacing3(spacing, "spacing"), _spacing3(new_spacing, "new_spacing")
+    return tuple(int(n) for n in np.maximum(1, np.rint(counts * old / new)))
+
+
 def resample(volume: Volume, spacing: float | Sequence[float] = 1.0, order: str = "linear",
              fill: float | None = None) -> Volume:
     """Resample ``volume`` to ``spacing`` mm with SimpleITK, keeping origin and direction.
@@ -98,8 +112,8 @@ def resample(volume: Volume, spacing: float | Sequence[float] = 1.0, order: str 
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if np.allclose(old, new, rtol=0, atol=1e-6):
         return volume
-    size = np.maximum(1, np.rint(np.asarray(volume.shape) * old / new)).astype(np.int64)
-    return _resample_onto(volume, size, new, volume.origin, volume.direction, order, fill)
+    return _resample_onto(volume, resampled_shape(volume.shape, old, new), new, volume.origin, volume.direction,
+                          order, fill)
 
 
 def _same_grid(a: Volume, b: Volume) -> bool:

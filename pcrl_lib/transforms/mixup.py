@@ -5,14 +5,24 @@ clean crops g1, g2 and the pass-A keys k:
 
     λ ~ Beta(1, 1),  λ = max(λ, 1 − λ) ∈ [0.5, 1],   mix(x) = λ · x + (1 − λ) · x[π]
 
-The hybrid-encoder coefficient α of §3 has the same law and can be drawn with the same function.
+The hybrid-encoder coefficient α of §3 has the same law: :func:`fold_coefficient` folds both draws.
 """
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .base import check_generator, rand
+
+
+def fold_coefficient(u: float) -> float:
+    """Fold a Beta(1, 1) draw ``u`` ∈ [0, 1] to ``max(u, 1 − u)`` ∈ [0.5, 1], so that the first term of a mix
+    (the sample's own image, or the ordinary encoder's features) always dominates. A number in, a float out."""
+    if isinstance(u, bool) or not isinstance(u, numbers.Real) or not 0.0 <= u <= 1.0:
+        raise ValueError(f"u must be a number in [0, 1] (a Beta(1, 1) draw), got {u!r}")
+    return max(float(u), 1.0 - float(u))
 
 
 def draw_mix(batch_size: int, generator: torch.Generator) -> tuple[float, torch.Tensor]:
@@ -25,7 +35,7 @@ def draw_mix(batch_size: int, generator: torch.Generator) -> tuple[float, torch.
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     lam = float(rand((1,), generator, dtype=torch.float64))
     perm = torch.randperm(batch_size, generator=generator, device=generator.device)
-    return max(lam, 1.0 - lam), perm
+    return fold_coefficient(lam), perm
 
 
 def mix(x: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:

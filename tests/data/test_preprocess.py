@@ -16,8 +16,8 @@ from pcrl_lib.data.cache import input_signature, read_manifest
 from pcrl_lib.data.preprocess import (CandidateDataset, ImageCacheDataset, PairDataset, SegmentationCase,
                                       SegmentationCaseDataset, candidate_cubes, crop_pairs, normalize_hu,
                                       prepare_candidate_cubes, prepare_image_cache, prepare_pretraining_cubes,
-                                      prepare_segmentation_cases, resample, resample_to_reference, sample_patches,
-                                      scaled_crop_sizes, zscore_in_mask)
+                                      prepare_segmentation_cases, resample, resample_to_reference, resampled_shape,
+                                      sample_patches, scaled_crop_sizes, zscore_in_mask)
 from pcrl_lib.data.volume import Volume, read_volume, write_volume
 from pcrl_lib.fileio import TMP_PREFIX
 
@@ -114,6 +114,32 @@ def test_resample_keeps_geometry_and_world_positions():
         resample(vol, (1.0, -1.0, 1.0))
     with pytest.raises(ValueError, match="order"):
         resample(vol, 1.0, order="cubic")
+
+
+def test_resampled_shape_keeps_the_extent_and_resample_uses_it(monkeypatch):
+    from pcrl_lib.data import preprocess
+
+    assert resampled_shape((512, 512, 60), (0.57, 0.57, 5.0), 1.0) == (292, 292, 300)
+    assert resampled_shape((40, 32, 10), (0.5, 0.75, 2.0), (1.0, 1.0, 1.0)) == (20, 24, 20)
+    assert resampled_shape((3, 5, 1), 0.5, 1.0) == (2, 2, 1)        # 1.5 → 2, 2.5 → 2 (half to even), at least 1
+    assert all(type(n) is int for n in resampled_shape((4, 4, 4), 1.0, 2.0))
+    for bad, match in [(((4, 4), 1.0, 1.0), "shape"), (((4, 4, 4), 1.0, 0.0), "new_spacing")]:
+        with pytest.raises(ValueError, match=match):
+            resampled_shape(*bad)
+    monkeypatch.setattr(preprocess, "resampled_shape", lambda shape, old, new: (3, 4, 5))
+    assert resample(Volume(np.zeros((8, 8, 4), np.float32), (1.0, 1.0, 2.0)), 1.0).shape == (3, 4, 5)
+
+
+def test_box_iou_of_known_boxes_broadcasts():
+    from pcrl_lib.data.crops import box_iou
+
+    a = np.array([0, 0, 0, 4, 4, 4])
+    assert box_iou(a, a) == 1.0
+    assert box_iou(a, [4, 0, 0, 8, 4, 4]) == 0.0                       # touching faces share no volume
+    assert box_iou(a, [2, 0, 0, 6, 4, 4]) == pytest.approx(32 / 96)     # half of each: 32 shared of 96
+    assert box_iou(a, [1, 1, 1, 3, 3, 3]) == pytest.approx(8 / 64)      # nested: the small box's volume
+    many = box_iou(a[None, None], np.array([[0, 0, 0, 4, 4, 4], [10, 10, 10, 12, 12, 12]])[:, None])
+    assert many.shape == (2, 1) and many.ravel().tolist() == [1.0, 0.0]
 
 
 def test_resample_to_reference_aligns_in_physical_space():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pcrl_lib.transforms.mixup import draw_mix, mix
+from pcrl_lib.transforms.mixup import draw_mix, fold_coefficient, mix
 
 
 def test_lambda_at_least_half_and_perm_is_a_permutation():
@@ -49,3 +49,19 @@ def test_bad_arguments():
         draw_mix(0, torch.Generator())
     with pytest.raises(TypeError, match="generator"):
         draw_mix(3, None)
+
+
+def test_fold_coefficient_and_both_draws_use_it(monkeypatch):
+    from pcrl_lib import pcrl
+    from pcrl_lib.transforms import mixup
+
+    assert [fold_coefficient(u) for u in (0.0, 0.2, 0.5, 0.9, 1)] == [1.0, 0.8, 0.5, 0.9, 1.0]
+    assert type(fold_coefficient(1)) is float
+    for bad in (-0.1, 1.5, True, "0.3"):
+        with pytest.raises(ValueError, match="u must be a number in"):
+            fold_coefficient(bad)
+    # The pass-B λ and the hybrid α are folded by this one function.
+    monkeypatch.setattr(mixup, "fold_coefficient", lambda u: 0.625)
+    monkeypatch.setattr(pcrl, "fold_coefficient", lambda u: 0.375)
+    assert draw_mix(3, torch.Generator().manual_seed(0))[0] == 0.625
+    assert pcrl.draw_alpha(torch.Generator().manual_seed(0)) == 0.375
