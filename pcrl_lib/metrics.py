@@ -13,7 +13,7 @@ Classification — :func:`roc_auc`:
     equals scikit-learn's trapezoidal AUC on the resampled data. A class with no labelled sample, no
     positive or no negative in the split has no AUC: it is reported as undefined with the reason and left
     out of the mean (the report's ``note`` names it). A resample in which a class has one label value
-    only is skipped for that class.
+    only is skipped for that class. :func:`mean_auc` is that mean alone, without resampling.
 
 Segmentation — :func:`dice`, :func:`hd95`, :func:`brats_dice`:
     * Dice = 2|P∩T| / (|P| + |T|) per sample and structure. Empty–empty convention: when prediction and
@@ -247,6 +247,21 @@ def roc_auc(y_true, y_score, *, mask=None, class_names: Sequence[str] | None = N
     note = (f"mean over {len(defined)} of {n_classes} classes; undefined and excluded: {', '.join(excluded)}"
             if excluded else "")
     return AUCReport(tuple(classes), mean, mean_low, mean_high, int(n_bootstrap), ci, note)
+
+
+def mean_auc(y_true, y_score, *, mask=None) -> float:
+    """Mean ROC-AUC over the classes that have a positive and a negative *known* label; no bootstrap.
+
+    Args:
+        y_true: ``(N, L)`` or ``(N,)`` labels in {0, 1}, NaN where unknown.
+        y_score: same shape, predicted scores.
+        mask: optional ``(N, L)`` bool, True where the label is known (default: every non-NaN label).
+
+    Returns:
+        (1/|C|) Σ_{c∈C} AUC_c over the defined classes ``C`` (:func:`roc_auc`'s mean); NaN when no class is
+        defined. What model selection on a validation split scores.
+    """
+    return roc_auc(y_true, y_score, mask=mask, n_bootstrap=0).mean
 
 
 def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, ci: float = 0.95,

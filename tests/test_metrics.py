@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from pcrl_lib.metrics import (bootstrap_mean_ci, brats_dice, dice, hd95, hd95_batch, roc_auc, surface,
+from pcrl_lib.metrics import (bootstrap_mean_ci, brats_dice, dice, hd95, hd95_batch, mean_auc, roc_auc, surface,
                               weighted_auc)
 
 
@@ -33,6 +33,20 @@ def test_auc_known_values():
     assert roc_auc(y, np.array([0.9, 0.8, 0.2, 0.1]), n_bootstrap=0).mean == 0.0
     # One tie between a positive and a negative counts ½ of its pair: (3 + 0.5) / 4.
     assert roc_auc(y, np.array([0.1, 0.5, 0.5, 0.9]), n_bootstrap=0).mean == pytest.approx(0.875)
+
+
+def test_mean_auc_averages_the_classes_with_both_known_labels():
+    # Class 0: perfect (1.0); class 1: one of four positive-negative pairs ordered (0.25); class 2: all positive
+    # (undefined); class 3: its only negative label is unknown (NaN), so it is undefined too.
+    y = np.array([[0, 0, 1, np.nan], [0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 1, 1]])
+    s = np.array([[0.1, 0.9, 0.5, 0.2], [0.2, 0.1, 0.4, 0.3], [0.8, 0.8, 0.3, 0.4], [0.9, 0.85, 0.2, 0.1]])
+    assert mean_auc(y, s) == pytest.approx((1.0 + 0.25) / 2)
+    assert mean_auc(y, s) == roc_auc(y, s, n_bootstrap=0).mean
+    # Masking class 1's negative at 0.9 leaves one ordered pair of two.
+    mask = np.ones((4, 4), dtype=bool)
+    mask[0, 1] = False
+    assert mean_auc(y, s, mask=mask) == pytest.approx((1.0 + 0.5) / 2)
+    assert math.isnan(mean_auc(np.ones((3, 2)), np.zeros((3, 2))))
 
 
 def test_weighted_auc_equals_sklearn_on_resampled_data():

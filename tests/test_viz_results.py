@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from pcrl_lib.finetune import ResultRow
-from pcrl_lib.viz.results import (format_results, label_efficiency_table, per_class_table, plot_label_efficiency,
-                                  plot_per_class_auc, rows_frame)
+from pcrl_lib.viz.results import (best_initialisation, format_results, label_efficiency_table, per_class_table,
+                                  plot_label_efficiency, plot_per_class_auc, rows_frame)
 
 
 def _row(method, fraction, seed, metric, value, task="t", split="test", half=0.05, n_train=10):
@@ -130,3 +130,25 @@ def test_per_class_plot_bars_match_means_and_mark_undefined(rows):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Effusion", "Hernia"]
     assert "10 %" in ax.get_title()
     plt.close(fig)
+
+
+def _scores_table(scores, half):
+    """A label-efficiency table of one seed per method at 50 %: ``scores`` {method: value}, intervals value ± half."""
+    return label_efficiency_table([_row(m, 0.5, 0, "auc_mean", v, half=half) for m, v in scores.items()])
+
+
+def test_best_initialisation_says_when_the_intervals_overlap():
+    scores = {"scratch": 0.60, "moco": 0.66, "pcrl": 0.70}
+    overlapping = best_initialisation(_scores_table(scores, half=0.1))
+    assert overlapping.startswith("at 50 % labels the best initialisation is pcrl (test mean AUC 0.700 [0.600, 0.800])")
+    assert "overlaps those of scratch and moco: no initialisation is separated from the others at this scale" in overlapping
+    assert best_initialisation(_scores_table(scores, half=0.01)).endswith("clear of every other initialisation's")
+    partly = best_initialisation(_scores_table(scores, half=0.025))         # pcrl [0.675, 0.725], moco up to 0.685
+    assert "clear of scratch only, it overlaps moco" in partly and "no initialisation is separated" not in partly
+    # Lower is better for a distance; without intervals (bootstrap 0) the ordering cannot be judged.
+    assert "best initialisation is scratch (HD95 0.6" in best_initialisation(_scores_table(scores, half=0.01),
+                                                                               metric="HD95", higher_is_better=False)
+    assert "cannot be judged" in best_initialisation(_scores_table(scores, half=math.nan))
+    assert "nothing to compare" in best_initialisation(_scores_table({"pcrl": 0.7}, half=0.1))
+    with pytest.raises(ValueError, match="label_fraction=0.3"):
+        best_initialisation(_scores_table(scores, half=0.1), 0.3)

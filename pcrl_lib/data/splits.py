@@ -15,6 +15,8 @@ function                       used for
 :func:`split_patients`         any items → disjoint seeded parts (what :func:`stratified_patient_split` and
                                :func:`split_cases` cut with)
 :func:`sample_fraction`        a nested label fraction of a training split
+:func:`patient_order`          the seeded patient order a label fraction takes a prefix of
+:func:`items_of_first_patients` the items of the first ``ceil(f · P)`` patients of an order (one fraction's items)
 =============================  ====================================================================================
 
 :func:`sample_fraction` is **nested**: for one seed, the patients are put in one seeded random order and a
@@ -74,8 +76,9 @@ def patient_ids(items: Sequence[Any]) -> np.ndarray:
     return np.array([patient_of(item) for item in items], dtype=object)
 
 
-def _patient_order(ids: np.ndarray, seed: int) -> np.ndarray:
-    """Unique patient ids in the seeded random order shared by every fraction of this seed."""
+def patient_order(ids: np.ndarray, seed: int) -> np.ndarray:
+    """``(P,)`` unique patient ids (of the ``(N,)`` per-item ids ``ids``) in the seeded random order shared by every
+    label fraction of this seed; it depends on the *set* of ids only, not on their order."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     unique = np.array(sorted(set(ids.tolist())), dtype=object)
@@ -102,10 +105,25 @@ def sample_fraction(items: Sequence[Any], fraction: float, seed: int) -> np.ndar
     ids = patient_ids(items)
     if ids.size == 0:
         raise ValueError("items is empty: there is nothing to sample a label fraction from")
-    order = _patient_order(ids, seed)
+    return items_of_first_patients(ids, patient_order(ids, seed), float(fraction))
+
+
+def items_of_first_patients(ids: Sequence[Any], order: Sequence[Any], fraction: float) -> np.ndarray:
+    """Indices of the items whose patient is among the first ``max(1, ceil(fraction · P))`` patients of ``order``.
+
+    Args:
+        ids: ``(N,)`` patient id of each item.
+        order: ``(P,)`` the unique patient ids in the order patients are labelled (:func:`patient_order`).
+        fraction: share of the patients to keep, in (0, 1].
+
+    Returns:
+        Sorted ``int64`` indices into ``ids``. Prefixes of one order are nested: a smaller fraction's items are a
+        subset of a larger one's.
+    """
+    order = np.asarray(order, dtype=object)
     # The small epsilon keeps e.g. 0.1 · 30 = 3.0000000000000004 from rounding up to 4 patients.
     keep = max(1, math.ceil(float(fraction) * order.size - 1e-9))
-    return np.flatnonzero(np.isin(ids, order[:keep])).astype(np.int64)
+    return np.flatnonzero(np.isin(np.asarray(ids, dtype=object), order[:keep])).astype(np.int64)
 
 
 def split_patients(items: Sequence[Any], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
@@ -123,7 +141,7 @@ def split_patients(items: Sequence[Any], fractions: Sequence[float] = (0.7, 0.1,
     if any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"fractions must be positive and sum to 1, got {tuple(fractions)}")
     ids = patient_ids(items)
-    order = _patient_order(ids, seed)
+    order = patient_order(ids, seed)
     if order.size < len(names):
         raise ValueError(f"{order.size} patient(s) cannot fill {len(names)} splits {tuple(names)}: "
                          "each split needs at least one patient")

@@ -10,11 +10,15 @@ For every label fraction ``f`` and seed ``s``::
 Each run lives in ``output_dir/frac_<f>/seed_<s>/`` (checkpoints, best weights, history, ``results.json``);
 all rows go to ``output_dir/results.json``. A finished run is reused (only the test evaluation reruns), an
 interrupted one resumes; ``force=True`` retrains.
+
+:func:`study_settings` resolves a notebook's knobs (``EPOCHS``, ``METHODS``, ``LABEL_FRACTIONS``, ``SEEDS``, and for
+segmentation ``LR``, ``WINDOW``, ``OVERLAP``; None = the profile's) into one :class:`StudySettings`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,13 +27,104 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from ..config import FinetuneConfig
+from ..config import FinetuneConfig, Profile
 from ..data.cache import input_signature
 from ..data.splits import patient_ids, sample_fraction
 from ..env import seed_everything
 from ..fileio import fingerprint
 from .loop import eval_context, fit
 from .records import ResultRow, save_rows
+
+
+TASK_KINDS = ("cls", "seg")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What one few-label study runs: ``finetune`` (the profile's fine-tuning config with the notebook's epochs, and
+    for segmentation its learning rate), the initialisations ``methods``, the label ``fractions`` (ascending), the
+    ``seeds``; for segmentation the inference ``window`` (X, Y, Z) and sliding-window ``overlap`` (None otherwise)."""
+
+    task: str
+    finetune: FinetuneConfig
+    methods: tuple[str, ...]
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    window: tuple[int, ...] | None = None
+    overlap: float | None = None
+
+    @property
+    def runs(self) -> int:
+        """Fine-tuning runs of the study: methods × fractions × seeds."""
+        return len(self.methods) * len(self.fractions) * len(self.seeds)
+
+    def parameters(self) -> dict:
+        """The settings as JSON-ready values, for the notebook's record."""
+        out = {"methods": list(self.methods), "label_fractions": list(self.fractions), "seeds": list(self.seeds),
+               "epochs": self.finetune.epochs}
+        if self.task == "seg":
+            out.update(lr=self.finetune.lr, window=list(self.window), overlap=self.overlap)
+        return out
+
+    def __str__(self) -> str:
+        text = (f"methods {self.methods}, label fractions {self.fractions}, seeds {self.seeds}, "
+                f"{self.finetune.epochs} epochs")
+        if self.task == "seg":
+            text += f", lr {self.finetune.lr:g}, window {self.window}, overlap {self.overlap}"
+        return text
+
+
+def study_settings(cfg: Profile, task: str, *, epochs: int | None = None, methods: Sequence[str] | None = None,
+                   label_fractions: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
+                   lr: float | None = None, window: Sequence[int] | None = None,
+                   overlap: float | None = None) -> StudySettings:
+    """Resolve a fine-tuning notebook's knobs against the profile ``cfg``; None (or empty) takes the profile's value.
+
+    Args:
+        cfg: the notebook's :class:`~pcrl_lib.config.Profile` (``run.cfg``).
+        task: ``"cls"`` (notebooks 05-07: ``methods_cls``, the profile's epochs and rate) or ``"seg"`` (08/09:
+            ``methods_seg``, lr × ``seg_lr_factor`` as :func:`pcrl_lib.finetune.segment.segmentation_config`).
+        epochs, methods, label_fractions, seeds: ``EPOCHS``, ``METHODS``, ``LABEL_FRACTIONS`` (sorted ascending),
+            ``SEEDS``.
+        lr, window, overlap: segmentation only (``LR``; ``WINDOW`` default the 3D pretraining cube; ``OVERLAP``
+            default ``FinetuneConfig.seg_overlap``).
+
+    Raises ValueError naming the notebook parameter (e.g. ``LABEL_FRACTIONS``) when a value is not allowed.
+    """
+    from .segment import segmentation_config
+
+    if task not in TASK_KINDS:
+        raise ValueError(f"task={task!r}: choose 'cls' (classification) or 'seg' (segmentation)")
+    if task == "cls" and (lr is not None or window is not None or overlap is not None):
+        raise ValueError("lr, window and overlap are segmentation settings: pass them with task='seg'")
+    try:
+        if task == "seg":
+            ft = segmentation_config(cfg, epochs=epochs, lr=lr)
+        else:
+            ft = cfg.finetune if epochs is None else cfg.finetune.override(epochs=epochs)
+    except (TypeError, ValueError) as error:
+        knobs = f"EPOCHS={epochs!r}" + (f", LR={lr!r}" if task == "seg" else "")
+        raise ValueError(f"{knobs}: {error}") from None
+    methods_field = "methods_seg" if task == "seg" else "methods_cls"
+    chosen = {"METHODS": (methods_field, methods), "LABEL_FRACTIONS": ("label_fractions", label_fractions),
+              "SEEDS": ("seeds", seeds)}
+    resolved = {}
+    for parameter, (name, value) in chosen.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            resolved[name] = getattr(ft, name)
+            continue
+        try:                                      # the config's own checks (range, choices), under the knob's name
+            resolved[name] = getattr(ft.override(**{name: list(value)}), name)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{parameter}={value!r}: {error}") from None
+    window_out = overlap_out = None
+    if task == "seg":
+        window_out = tuple(int(w) for w in window) if window else tuple(cfg.pretrain.cube_size)
+        overlap_out = float(overlap) if overlap is not None else ft.seg_overlap
+        if not 0.0 <= overlap_out < 1.0:
+            raise ValueError(f"OVERLAP={overlap!r}: the sliding-window overlap must be in [0, 1)")
+    return StudySettings(task, ft, tuple(resolved[methods_field]), tuple(sorted(resolved["label_fractions"])),
+                         tuple(resolved["seeds"]), window_out, overlap_out)
 
 
 def run_finetune(task: Any, make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset,

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import FinetuneConfig, get_profile
+from ..config import FinetuneConfig, Profile, get_profile
 from ..metrics import bootstrap_mean_ci, dice, hd95
 from ..models import build_unet
 from ..models.exports import load_state, read_export
@@ -426,11 +426,12 @@ class SegmentationTask:
 PATCHES_PER_CASE = 4
 
 
-def segmentation_config(profile: str, epochs: int | None = None, lr: float | None = None) -> FinetuneConfig:
+def segmentation_config(profile: str | Profile, epochs: int | None = None, lr: float | None = None) -> FinetuneConfig:
     """The profile's :class:`~pcrl_lib.config.FinetuneConfig` for segmentation: ``epochs``/``lr`` override it;
     without ``lr`` the rate is the profile's ``lr`` × ``seg_lr_factor`` (3 on the CPU profiles: their ~60 optimiser
-    steps leave the networks far from converged at the paper's 1e-3; 1 in ``paper``)."""
-    cfg = get_profile(profile).finetune
+    steps leave the networks far from converged at the paper's 1e-3; 1 in ``paper``). ``profile``: a name or a
+    :class:`~pcrl_lib.config.Profile`."""
+    cfg = (profile if isinstance(profile, Profile) else get_profile(profile)).finetune
     return cfg.override(epochs=int(epochs) if epochs else cfg.epochs,
                         lr=float(lr) if lr else cfg.lr * cfg.seg_lr_factor)
 

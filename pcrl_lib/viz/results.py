@@ -111,6 +111,55 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:g} %"
 
 
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def best_initialisation(table: pd.DataFrame, label_fraction: float | None = None, *, metric: str = "test mean AUC",
+                        higher_is_better: bool = True, digits: int = 3) -> str:
+    """One sentence naming the best initialisation at one label fraction, and whether its interval sets it apart.
+
+    Args:
+        table: :func:`label_efficiency_table` (columns method, label_fraction, mean, ci_low, ci_high).
+        label_fraction: the fraction to compare at; default the smallest (where pretraining should matter most).
+        metric: how the sentence names the score; ``higher_is_better`` False for distances (HD95).
+
+    The best method's 95 % interval is compared with every other method's: when it overlaps all of them the
+    sentence says that no initialisation is separated from the others at this scale (the gap could be test-set
+    noise); when it overlaps some, it names the ones it is separated from; without intervals it says the ordering
+    cannot be judged.
+    """
+    fractions = sorted(table["label_fraction"].unique())
+    if not fractions:
+        raise ValueError("the table is empty: nothing to compare")
+    fraction = fractions[0] if label_fraction is None else float(label_fraction)
+    at = table[np.isclose(table["label_fraction"], fraction)]
+    if at.empty:
+        raise ValueError(f"label_fraction={label_fraction!r} has no rows; fractions present: {fractions}")
+    at = at[np.isfinite(at["mean"])].set_index("method")
+    where = f"at {_percent(fraction)} labels"
+    if at.empty:
+        return f"{where} no initialisation has a defined {metric}"
+    best = at["mean"].idxmax() if higher_is_better else at["mean"].idxmin()
+    row = at.loc[best]
+    text = f"{where} the best initialisation is {best} ({metric} {row['mean']:.{digits}f}"
+    has_ci = bool(np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]))
+    text += f" [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}])" if has_ci else ")"
+    others = at.drop(index=best)
+    if others.empty:
+        return f"{text}; it is the only initialisation with a value: nothing to compare"
+    if not has_ci or not (np.isfinite(others["ci_low"]) & np.isfinite(others["ci_high"])).all():
+        return f"{text}; without confidence intervals the ordering cannot be judged"
+    overlapping = (others["ci_low"] <= row["ci_high"]) & (row["ci_low"] <= others["ci_high"])
+    if overlapping.all():
+        return (f"{text}, but its 95 % interval overlaps those of {_and(list(others.index))}: no initialisation is "
+                "separated from the others at this scale")
+    if overlapping.any():
+        return (f"{text}; its 95 % interval is clear of {_and(list(others.index[~overlapping]))} only, it overlaps "
+                f"{_and(list(others.index[overlapping]))}")
+    return f"{text}; its 95 % interval is clear of every other initialisation's"
+
+
 def plot_label_efficiency(table: pd.DataFrame, ax=None, title: str | None = None, ylabel: str = "test mean AUC",
                           chance: float | None = 0.5):
     """Label-efficiency curves from :func:`label_efficiency_table`: the mean over seeds per method against the

@@ -1,5 +1,6 @@
 """pcrl_lib.data.splits: patient-level label fractions and the splits of every task."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from pcrl_lib.data.images2d import ImageRecord
 from pcrl_lib.data import splits
-from pcrl_lib.data.splits import patient_ids, sample_fraction, split_patients
+from pcrl_lib.data.splits import (items_of_first_patients, patient_ids, patient_order, sample_fraction,
+                                   split_patients)
 
 
 def _items(n_patients=40, seed=0):
@@ -24,6 +26,20 @@ def test_fractions_are_nested_for_one_seed():
     for small, large in zip(sets, sets[1:]):
         assert small < large
     assert sets[-1] == set(items)
+
+
+def test_fraction_is_a_prefix_of_the_seeded_patient_order():
+    ids = np.array([f"p{i % 7}" for i in range(20)], dtype=object)       # 7 patients, 2-3 items each
+    order = patient_order(ids, 4)
+    assert sorted(order.tolist()) == sorted(set(ids.tolist()))
+    for fraction in (0.1, 0.3, 0.5, 1.0):
+        kept = items_of_first_patients(ids, order, fraction)
+        assert np.array_equal(kept, sample_fraction(ids, fraction, 4))
+        assert set(ids[kept]) == set(order[:max(1, math.ceil(fraction * 7))])
+    # 0.1 · 30 is 3.0000000000000004 in floating point: still 3 patients, not 4.
+    thirty = np.array([f"q{i}" for i in range(30)], dtype=object)
+    assert len(items_of_first_patients(thirty, thirty[::-1], 0.1)) == 3
+    assert set(items_of_first_patients(thirty, thirty[::-1], 0.1).tolist()) == {27, 28, 29}
 
 
 def test_fraction_keeps_whole_patients_and_counts_patients():

@@ -11,7 +11,8 @@ from pcrl_lib.config import get_profile
 from pcrl_lib.data import tasks_seg
 from pcrl_lib.finetune import SegmentationTask, segment
 from pcrl_lib.finetune.classify import classification_task, classifier_factory
-from pcrl_lib.finetune.few_label import classification_run_folder, encoder_tag, segmentation_run_folder
+from pcrl_lib.finetune.few_label import (classification_run_folder, encoder_tag, segmentation_run_folder,
+                                         study_settings)
 from pcrl_lib.models.exports import load_finetuned
 from pcrl_lib.transforms import normalize
 
@@ -136,3 +137,31 @@ def test_segmentation_run_folder_ignores_the_fields_that_only_pick_runs(tmp_path
     base = segmentation_run_folder(tmp_path, data, task, cfg, "pcrl", None)
     same = cfg.override(methods_cls=("scratch",), methods_seg=("pcrl",), seg_overlap=0.5, seg_lr_factor=1.0)
     assert segmentation_run_folder(tmp_path, data, task, same, "pcrl", None) == base
+
+
+def test_study_settings_resolve_the_notebook_knobs_against_the_profile():
+    smoke = get_profile("smoke")
+    cls = study_settings(smoke, "cls")
+    assert (cls.finetune, cls.methods, cls.fractions, cls.seeds) == (smoke.finetune, smoke.finetune.methods_cls,
+                                                                      smoke.finetune.label_fractions, smoke.finetune.seeds)
+    assert cls.window is None and cls.runs == len(cls.methods) * len(cls.fractions) * len(cls.seeds)
+    chosen = study_settings(smoke, "cls", epochs=3, methods=["pcrl"], label_fractions=[1.0, 0.25], seeds=[2, 5])
+    assert (chosen.finetune.epochs, chosen.methods, chosen.fractions, chosen.seeds) == (3, ("pcrl",), (0.25, 1.0), (2, 5))
+    assert chosen.parameters() == {"methods": ["pcrl"], "label_fractions": [0.25, 1.0], "seeds": [2, 5], "epochs": 3}
+    # Segmentation: the notebooks' segmentation rate and methods, the pretraining cube as window.
+    seg = study_settings(smoke, "seg", epochs=2)
+    assert seg.finetune == segment.segmentation_config("smoke", epochs=2) and seg.methods == smoke.finetune.methods_seg
+    assert seg.window == tuple(smoke.pretrain.cube_size) and seg.overlap == smoke.finetune.seg_overlap
+    assert study_settings(smoke, "seg", lr=0.01, window=[16, 16, 16], overlap=0.5).parameters()["window"] == [16, 16, 16]
+    assert "lr 0.01" in str(study_settings(smoke, "seg", lr=0.01))
+
+
+@pytest.mark.parametrize("knobs, named", [({"label_fractions": [0, 1]}, "LABEL_FRACTIONS"),
+                                          ({"methods": ["pcr"]}, "METHODS"), ({"seeds": [-1]}, "SEEDS"),
+                                          ({"epochs": 0}, "EPOCHS"), ({"task": "det"}, "task"),
+                                          ({"task": "seg", "overlap": 1.0}, "OVERLAP"),
+                                          ({"lr": 0.1}, "segmentation settings")])
+def test_study_settings_name_the_bad_knob(knobs, named):
+    knobs = {"task": "cls", **knobs}
+    with pytest.raises(ValueError, match=named):
+        study_settings(get_profile("smoke"), knobs.pop("task"), **knobs)
