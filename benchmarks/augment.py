@@ -13,8 +13,9 @@ that load from other processes on shared cores hits both sides alike. The header
 average. "pipeline" rows are per crop pair / per image: both views, their TCA targets and codes and
 the clean targets, as ``__getitem__`` returns them. The painting rows paint in place on both sides
 (the released functions write into their input; the kit's 3D pipeline uses ``Painting.apply_``).
-The released 3D affine is a stand-in (scipy for torchio's SimpleITK resampling, see
-:mod:`benchmarks.released_reference`).
+The released 3D flip, affine and blur are torchio's own transforms when torchio is importable
+(``PYTHONPATH=DIR`` after ``pip install --target DIR torchio``; not a kit dependency), else scipy
+stand-ins; the header says which (see :mod:`benchmarks.released_reference`).
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/augment.py [--batch 16] [--repeats 7] [--only 3d|2d]``
 (a few minutes on 2 cores). With a GPU it adds the kit's CUDA time per sample for every row.
@@ -175,7 +176,7 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"PCRL augmentation benchmark, kit vs released (per-sample reimplementation): torch {torch.__version__}, "
           f"1 thread, {os.cpu_count()} CPU cores, load average {load}; kit batch {B}, medians of {args.repeats} "
-          f"interleaved repeats; ms per sample")
+          f"interleaved repeats; ms per sample; released 3D flip/affine/blur: {rel.TORCHIO}")
     cuda = torch.cuda.is_available()
     if args.only != "2d":
         cuda_rows = rows_3d(B, torch.device("cuda")) if cuda else None

@@ -11,13 +11,14 @@ What each function mirrors (released file → function):
 
 =============================  ================================================================
 ``torchio_flip``               ``data.py`` ``pcrl_luna_pretask``: ``torchio.transforms.RandomFlip()``
-                               (axis 0, p 0.5), ``np.flip`` + copy as torchio does
+                               (axis 0, p 0.5). With torchio importable (:data:`TORCHIO`), the real
+                               transform on the NumPy crop; else a stand-in: ``np.flip`` + copy
 ``torchio_affine``             same list: ``torchio.transforms.RandomAffine()`` (scale U(0.9, 1.1)
-                               and angle U(−10°, 10°) per axis, linear, padded with the minimum).
-                               torchio resamples with SimpleITK, which is not installed here;
-                               ``scipy.ndimage.affine_transform(order=1)`` stands in for it
+                               and angle U(−10°, 10°) per axis, linear, padded with the minimum):
+                               real torchio (SimpleITK resampling) when importable, else
+                               ``scipy.ndimage.affine_transform(order=1)`` as a stand-in
 ``torchio_blur``               same list: ``torchio.transforms.RandomBlur()`` (σ U(0, 2) per axis):
-                               ``scipy.ndimage.gaussian_filter``, which torchio calls
+                               real torchio when importable, else ``scipy.ndimage.gaussian_filter``
 ``local_pixel_shuffling``      ``datasets/luna_pcrl_pretask.py`` ``PCRLLunaPretask.local_pixel_shuffling``
 ``nonlinear_transformation``   ``PCRLLunaPretask.nonlinear_transformation`` (+ ``bezier_curve``,
                                ``bernstein_poly``: 100,000 curve points, ``np.sort``, ``np.interp``)
@@ -35,6 +36,10 @@ What each function mirrors (released file → function):
 ``spatial_aug_2d``             ``datasets/reverse_pcrl_pretask.py`` ``PCRLChestPretask.aug`` (code of 6)
 ``chest_pair``                 ``PCRLChestPretask.__getitem__`` after ``Image.open(...).convert('RGB')``
 =============================  ================================================================
+
+torchio is not a dependency of the kit. To time the real thing, install it outside the project
+(``pip install --target DIR torchio`` and its dependencies) and put ``DIR`` on ``PYTHONPATH``;
+:data:`TORCHIO` says which side ran. torchio draws its parameters from torch's global generator.
 
 Inputs: a 3D crop is a float ``(1, X, Y, Z)`` NumPy array in [0, 1] (the released pairs are stored so);
 a 2D image is a PIL RGB image (uint8). ``rng`` is a ``random.Random`` and ``nprng`` a
@@ -55,12 +60,26 @@ from PIL import Image, ImageFilter
 from scipy.special import comb
 from torchvision import transforms as T
 
+try:                        # the released 3D spatial transforms, when torchio is installed
+    import torchio
+except Exception:           # absent, or one of its dependencies is: scipy stand-ins below
+    torchio = None
+
+#: ``"torchio X.Y.Z"`` when the real torchio transforms run, else ``"scipy stand-in"``.
+TORCHIO = f"torchio {torchio.__version__}" if torchio is not None else "scipy stand-in"
+_TIO = ({"flip": torchio.transforms.RandomFlip(), "affine": torchio.transforms.RandomAffine(),
+         "blur": torchio.transforms.RandomBlur()} if torchio is not None else {})
+if _TIO:
+    _TIO["compose"] = torchio.transforms.Compose([_TIO["flip"], _TIO["affine"], _TIO["blur"]])
+
 # ----------------------------------------------------------------------------------------------
 # 3D: torchio's spatial transforms (data.py).
 
 
 def torchio_flip(x: np.ndarray, rng: random.Random, axes=(0,), p: float = 0.5) -> np.ndarray:
     """``RandomFlip()``: each listed spatial axis of ``x`` ``(C, X, Y, Z)`` mirrored with ``p``."""
+    if _TIO and tuple(axes) == (0,) and p == 0.5:
+        return _TIO["flip"](x)
     flipped = [1 + a for a in axes if rng.random() < p]
     return np.flip(x, axis=flipped).copy() if flipped else x
 
@@ -78,6 +97,8 @@ def _rotation(angles_deg) -> np.ndarray:
 def torchio_affine(x: np.ndarray, rng: random.Random, degrees: float = 10.0,
                    scales=(0.9, 1.1)) -> np.ndarray:
     """``RandomAffine()``: per axis scale and angle, about the centre, linear, minimum padding."""
+    if _TIO and degrees == 10.0 and tuple(scales) == (0.9, 1.1):
+        return _TIO["affine"](x)
     s = np.array([rng.uniform(*scales) for _ in range(3)])
     angles = [rng.uniform(-degrees, degrees) for _ in range(3)]
     A = np.diag(1.0 / s) @ _rotation(angles).T
@@ -91,12 +112,16 @@ def torchio_affine(x: np.ndarray, rng: random.Random, degrees: float = 10.0,
 
 def torchio_blur(x: np.ndarray, rng: random.Random, std=(0.0, 2.0)) -> np.ndarray:
     """``RandomBlur()``: σ U(std) per spatial axis, ``gaussian_filter`` per channel."""
+    if _TIO and tuple(std) == (0.0, 2.0):
+        return _TIO["blur"](x)
     sigma = [rng.uniform(*std) for _ in range(3)]
     return np.stack([ndi.gaussian_filter(x[c], sigma) for c in range(x.shape[0])])
 
 
 def torchio_transforms(x: np.ndarray, rng: random.Random) -> np.ndarray:
-    """``Compose([RandomFlip(), RandomAffine(), RandomBlur()])``."""
+    """``Compose([RandomFlip(), RandomAffine(), RandomBlur()])`` (torchio's own when importable)."""
+    if _TIO:
+        return _TIO["compose"](x)
     return torchio_blur(torchio_affine(torchio_flip(x, rng), rng), rng)
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pcrl_lib.transforms import GaussianBlur, RandomAffine, RandomFlip
+from pcrl_lib.transforms.spatial import affine_resample, sampling_matrices
 
 from . import oracles
 
@@ -26,6 +27,47 @@ def test_affine_3d_matches_scipy(pad):
     assert params.index.tolist() == [0, 1, 2, 3] and params.angles.shape == (4, 3)
     expected = oracles.affine(x, params, pad)
     assert torch.allclose(y, expected, atol=2e-5), (y - expected).abs().max()
+
+
+@pytest.mark.parametrize("pad", ["minimum", 0.25])
+def test_trilinear_by_slices_matches_one_3d_grid_sample(pad):
+    """The 2D-slice read equals the 3D grid_sample: exactly up to rounding in float64, to the float32
+    rounding of its tall image's row coordinate in float32 (also at the paper's 64x64x32)."""
+    g = _gen(20)
+    x = torch.rand(4, 2, 11, 9, 7, generator=g, dtype=torch.float64) + 0.5
+    angles = (torch.rand(4, 3, generator=g) * 2 - 1) * 180      # any turn, reads well outside the volume
+    matrices = sampling_matrices(angles, 0.5 + torch.rand(4, 3, generator=g))
+    fast = affine_resample(x, matrices, pad, by_slices=True)
+    reference = affine_resample(x, matrices, pad, by_slices=False)
+    assert torch.allclose(fast, reference, rtol=0, atol=1e-12), (fast - reference).abs().max()
+    x32 = x.float()
+    assert torch.allclose(affine_resample(x32, matrices, pad, by_slices=True),
+                          affine_resample(x32, matrices, pad, by_slices=False), rtol=0, atol=2e-5)
+    paper = torch.rand(2, 1, 64, 64, 32, generator=g)
+    params = RandomAffine(3).draw(paper.shape, g)
+    matrices = sampling_matrices(params.angles, params.scales)
+    assert torch.allclose(affine_resample(paper, matrices, pad, by_slices=True),
+                          affine_resample(paper, matrices, pad, by_slices=False), rtol=0, atol=1e-3)
+    assert affine_resample(paper, matrices, pad).equal(affine_resample(paper, matrices, pad, by_slices=True))
+
+
+def test_affine_folds_a_flip_before_or_after_into_its_resampling():
+    """``flips_before`` / ``flips_after`` give what a separate RandomFlip before / after gives, also
+    for the samples the affine skips (p < 1)."""
+    x = torch.rand(12, 1, 10, 8, 6, generator=_gen(21))
+    affine = RandomAffine(3, p=0.6)
+    flip = RandomFlip(3, p=0.5)
+    pa, pb, pc = affine.draw(x.shape, _gen(22)), flip.draw(x.shape, _gen(23)), flip.draw(x.shape, _gen(24))
+    assert 0 < pa.index.numel() < 12 and pb.flips.any() and pc.flips.any()
+    before = affine.apply(x, pa, flips_before=pb)
+    assert torch.allclose(before, affine.apply(flip.apply(x, pb), pa), atol=1e-5)
+    both = affine.apply(x, pa, flips_before=pb, flips_after=pc)
+    assert torch.allclose(both, flip.apply(affine.apply(flip.apply(x, pb), pa), pc), atol=1e-5)
+    images = torch.rand(9, 3, 14, 14, generator=_gen(25))
+    rotate, hflip = RandomAffine(2, scales=(1.0, 1.0), p=0.7, pad=0.0), RandomFlip(2, axes=(1,), p=0.5)
+    pr, pf = rotate.draw(images.shape, _gen(26)), hflip.draw(images.shape, _gen(27))
+    assert torch.allclose(rotate.apply(images, pr, flips_after=pf), hflip.apply(rotate.apply(images, pr), pf),
+                          atol=1e-5)
 
 
 def test_affine_2d_rotation_matches_torchvision_rotate():
