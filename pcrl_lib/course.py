@@ -11,7 +11,9 @@ Usage::
 A run writes, under ``runs/<profile>/`` (or ``--output-dir``):
 
 * ``notebooks/NN_name.ipynb`` — each executed notebook (kept on failure, for inspection), and
-  ``notebooks/NN_name.kernel.log`` — its kernel process's own log;
+  ``notebooks/NN_name.kernel.log`` — its kernel process's own log; named by lesson: a notebook that serves
+  several lessons with fixed parameters (:mod:`pcrl_lib.syllabus`; ``03_pretrain.ipynb`` with ``DIMS`` 2 and 3)
+  is executed once per lesson (``03_pretrain_2d``, ``04_pretrain_3d``), and ``-p`` cannot set those parameters;
 * ``records/NN_name.json``     — the record each notebook's last cell writes (:func:`write_record`);
 * ``state.json``               — per notebook: status, parameters hash, wall time (what ``--resume`` reads);
 * ``summary.json`` / ``summary.md`` — status, wall time and key figures of every notebook;
@@ -58,8 +60,7 @@ PARAMETER_KINDS = {"DATA_ROOT": "str", "OUTPUT_DIR": "str", "CLAIMS": "str", "EP
                    "METHODS": "list[str]", "LABEL_FRACTIONS": "list[float]", "SEEDS": "list[int]"}
 # A notebook reads the real dataset X when it calls profile_data.dataset_root(DATA_ROOT, "X") (or loops over names).
 _DATASET_CALL_RE = re.compile(r"dataset_root\(DATA_ROOT,\s*(?:[\"'](\w+)[\"']|(\w+))\s*\)")
-# ... or names it in the setup call: lesson.start(..., datasets=("nih", "luna16")).
-_LESSON_DATASETS_RE = re.compile(r"lesson\.start\([^)]*?datasets\s*=\s*[(\[]([^)\]]*)[)\]]", re.S)
+# ... or names it in the setup call: lesson.start(..., datasets=("nih", "luna16")) (see _start_datasets).
 
 
 class CourseError(Exception):
@@ -115,11 +116,17 @@ def write_record(output_dir: str | os.PathLike, notebook: str, figures: dict, *,
 
 @dataclass
 class Notebook:
+    """One lesson of the course: the notebook file ``path`` executed with the parameters ``fixed`` (the course map
+    may run one file several times, e.g. ``03_pretrain.ipynb`` as ``03_pretrain_2d`` with ``DIMS = 2`` and as
+    ``04_pretrain_3d`` with ``DIMS = 3``); ``name`` is the lesson's name ("" = the file's stem)."""
     path: Path
+    name: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
-        return self.path.stem
+        """The lesson's name: its record (``records/<stem>.json``), executed copy and state entry."""
+        return self.name or self.path.stem
 
     @property
     def number(self) -> str:
@@ -147,7 +154,8 @@ class Notebook:
     def datasets(self) -> list[str]:
         """The real datasets the notebook reads under ``DATA_ROOT``: the names in its
         ``profile_data.dataset_root(DATA_ROOT, "nih")`` calls, or in the ``for`` line of a loop variable given there,
-        or in the ``datasets=`` of its ``lesson.start(...)`` call."""
+        or in the ``datasets=`` of its ``lesson.start(...)`` call, evaluated with the lesson's fixed parameters (so
+        that ``datasets=("nih",) if DIMS == 2 else ("luna16",)`` names one dataset per lesson)."""
         import nbformat
 
         found: list[str] = []
@@ -158,8 +166,7 @@ class Notebook:
                 loop = re.search(rf"for\s+{variable}\s+in\s+[(\[]([^)\]]*)[)\]]", cell.source) if variable else None
                 names = [literal] if literal else re.findall(r"[\"'](\w+)[\"']", loop.group(1)) if loop else []
                 found += [name for name in names if name not in found]
-            for listed in _LESSON_DATASETS_RE.findall(cell.source):
-                found += [name for name in re.findall(r"[\"'](\w+)[\"']", listed) if name not in found]
+            found += [name for name in _start_datasets(cell.source, self.fixed) if name not in found]
         return found
 
     def digest(self) -> str:
@@ -171,25 +178,64 @@ class Notebook:
         return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
-def discover(notebooks_dir: Path | None = None) -> list[Notebook]:
-    """The course's notebooks (``NN_name.ipynb``) in order."""
+def _start_datasets(source: str, fixed: dict[str, Any]) -> list[str]:
+    """The dataset names of a ``lesson.start(..., datasets=EXPR)`` call in a cell's ``source``: ``EXPR`` evaluated
+    with only the lesson's fixed parameters in scope (no builtins); every string literal in it when it needs more."""
+    try:
+        tree = ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                                   for line in source.splitlines()))
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "start"):
+            continue
+        for keyword in node.keywords:
+            if keyword.arg != "datasets":
+                continue
+            try:
+                value = eval(compile(ast.Expression(keyword.value), "<datasets>", "eval"),  # noqa: S307
+                             {"__builtins__": {}}, dict(fixed))
+                value = [value] if isinstance(value, str) else list(value or ())
+            except Exception:  # depends on more than the fixed parameters: every name it could be
+                value = [n.value for n in ast.walk(keyword.value) if isinstance(n, ast.Constant)]
+            names += [v for v in value if isinstance(v, str) and v not in names]
+    return names
+
+
+def discover(notebooks_dir: Path | None = None, lessons: Sequence[Any] | None = None) -> list[Notebook]:
+    """The course's lessons in order: one entry per notebook file (``NN_name.ipynb``), or one per lesson of the
+    course map (:data:`pcrl_lib.syllabus.LESSONS`, or ``lessons``) that runs that file with fixed parameters."""
+    from .syllabus import LESSONS
+
     folder = Path(notebooks_dir) if notebooks_dir else paths.notebooks_dir()
     if not folder.is_dir():
         raise CourseError(f"notebooks folder {folder} does not exist")
-    return [Notebook(p) for p in sorted(folder.glob("*.ipynb")) if _NOTEBOOK_RE.match(p.name)]
+    lessons = LESSONS if lessons is None else lessons
+    found: list[Notebook] = []
+    for path in sorted(folder.glob("*.ipynb")):
+        if not _NOTEBOOK_RE.match(path.name):
+            continue
+        variants = [lesson for lesson in lessons if lesson.file_stem == path.stem and lesson.params]
+        found += [Notebook(path, lesson.stem, dict(lesson.params)) for lesson in variants] or [Notebook(path)]
+    return sorted(found, key=lambda nb: nb.stem)
 
 
 def select(notebooks: list[Notebook], only: str | Sequence[str] | None) -> list[Notebook]:
-    """Filter by ``--only 03,04`` (numbers or full stems); unknown names raise :class:`CourseError`."""
+    """Filter by ``--only 03,04`` (numbers, lesson names or notebook file stems: ``03_pretrain`` selects both of
+    its lessons); unknown names raise :class:`CourseError`."""
     if not only:
         return notebooks
     wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
-    by_key = {nb.number: nb for nb in notebooks} | {nb.stem: nb for nb in notebooks}
+    by_key: dict[str, set[str]] = {}
+    for nb in notebooks:
+        for key in (nb.number, nb.stem, nb.path.stem):
+            by_key.setdefault(key, set()).add(nb.stem)
     unknown = [w for w in wanted if w not in by_key]
     if unknown:
         valid = ", ".join(nb.stem for nb in notebooks)
         raise CourseError(f"unknown notebook {', '.join(unknown)}; valid: {valid}")
-    chosen = {by_key[w].stem for w in wanted}
+    chosen = set().union(*(by_key[w] for w in wanted))
     return [nb for nb in notebooks if nb.stem in chosen]
 
 
@@ -271,11 +317,24 @@ def check_data_root(root: Path, notebooks: list[Notebook]) -> None:
 
 def build_parameters(notebook: Notebook, declared: dict[str, dict], profile: str, data_root: Path | None,
                      output_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    """The parameters injected into one notebook: the shared vocabulary plus the ``-p`` values it declares."""
+    """The parameters injected into one notebook: the shared vocabulary, the ``-p`` values it declares and the
+    lesson's fixed parameters (``DIMS`` of the pretraining lessons)."""
     params: dict[str, Any] = {"PROFILE": profile, "DATA_ROOT": str(data_root) if data_root else None,
                               "OUTPUT_DIR": str(output_dir)}
     params.update({k: v for k, v in extra.items() if k in declared})
+    params.update(notebook.fixed)
     return {k: v for k, v in params.items() if k in declared}
+
+
+def check_fixed(notebooks: list[Notebook], params: dict[str, Any]) -> None:
+    """:class:`CourseError` when ``-p`` sets a parameter that the course map fixes for a selected lesson."""
+    for nb in notebooks:
+        clash = sorted(set(params) & set(nb.fixed))
+        if clash:
+            runs = ", ".join(f"{other.stem} with " + " ".join(f"{k}={other.fixed[k]}" for k in clash)
+                             for other in notebooks if other.path == nb.path and other.fixed)
+            raise CourseError(f"-p {clash[0]}: the course runs {nb.path.name} once per lesson and sets {clash[0]} "
+                              f"itself ({runs}); drop -p {clash[0]} and pick lessons with --only")
 
 
 def params_digest(notebook: Notebook, params: dict) -> str:
@@ -345,11 +404,12 @@ def _load_json(path: Path) -> dict:
 def _failure_report(nb: Notebook, err: Exception, executed: Path) -> str:
     from papermill.exceptions import PapermillExecutionError
 
+    name = nb.path.name if not nb.fixed else f"{nb.path.name} ({nb.stem})"
     if isinstance(err, PapermillExecutionError):
         source = "\n".join("    " + line for line in err.source.splitlines())
-        return (f"notebook {nb.path.name} failed in cell {err.exec_count}:\n{source}\n"
+        return (f"notebook {name} failed in cell {err.exec_count}:\n{source}\n"
                 f"{err.ename}: {err.evalue}\nexecuted notebook kept at {executed}")
-    return f"notebook {nb.path.name} failed: {type(err).__name__}: {err}\nexecuted notebook kept at {executed}"
+    return f"notebook {name} failed: {type(err).__name__}: {err}\nexecuted notebook kept at {executed}"
 
 
 def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
@@ -377,10 +437,12 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
     all_notebooks = discover(notebooks_dir)
     notebooks = select(all_notebooks, only)
     declared = {nb.stem: nb.parameters() for nb in notebooks}
+    check_fixed(notebooks, dict(params or {}))
     extra = dict(params or {})
     if force:
         extra["FORCE"] = True
-    all_declared = set().union(*declared.values()) if declared else set()
+    fixed = {name for nb in notebooks for name in nb.fixed}      # set by the runner, refused above
+    all_declared = (set().union(*declared.values()) if declared else set()) - fixed
     unknown = sorted(set(params or {}) - all_declared)
     if unknown:
         raise CourseError(f"unknown parameter {', '.join(unknown)}; valid: {', '.join(sorted(all_declared))}")
@@ -413,7 +475,7 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
             outcomes.append(Outcome(nb.stem, "skipped", previous.get("wall_s", 0.0), nb_params))
             continue
         (out / "records" / f"{nb.stem}.json").unlink(missing_ok=True)
-        executed = out / "notebooks" / nb.path.name
+        executed = out / "notebooks" / f"{nb.stem}.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
         log(f"{tag}: running ...")
         state[nb.stem] = {"status": "running", "digest": digest, "params": nb_params}
@@ -521,10 +583,14 @@ def write_summary(out: Path, profile: str, outcomes: list[Outcome], max_figures:
 
 def _cmd_list(args) -> int:
     for nb in discover(args.notebooks_dir):
-        print(nb.path.name)
+        fixed = ", ".join(f"{k} = {v!r}" for k, v in nb.fixed.items())
+        print(nb.path.name if not nb.fixed else f"{nb.stem}: {nb.path.name} with {fixed}")
         for name, info in nb.parameters().items():
             typ = info.get("inferred_type_name", "")
             hint = f"  # {info['help']}" if info.get("help") else ""
+            if name in nb.fixed:
+                print(f"    {name:<14} = {nb.fixed[name]!r}  (set by the course runner for {nb.stem})")
+                continue
             print(f"    {name:<14} = {info.get('default')}  ({typ}){hint}")
     return 0
 

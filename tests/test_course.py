@@ -213,7 +213,8 @@ def test_data_root_with_the_expected_layout_passes(typed_nbdir, tmp_path):
 
 def test_real_notebooks_name_the_datasets_they_read():
     read = {nb.number: nb.datasets() for nb in course.discover()}
-    assert read["01"] == ["nih", "luna16"] and read["03"] == ["nih"] and read["08"] == ["lits"]
+    assert read["01"] == ["nih", "luna16"] and read["03"] == ["nih"] and read["04"] == ["luna16"]
+    assert read["08"] == ["lits"]
     assert read["00"] == [] and read["10"] == []
 
 
@@ -258,3 +259,114 @@ def test_records_and_summaries_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+# --------------------------------------------------------------------------- one notebook, several lessons
+DIMS_PARAMS = PARAMS + "DIMS = 2  # 2 or 3; the course runner sets it\n"
+DIMS_BODY = """
+from pcrl_lib import lesson
+run = lesson.start({{2: "03_dims_2d", 3: "04_dims_3d"}}[DIMS], profile=PROFILE, data_root=DATA_ROOT,
+                   output_dir=OUTPUT_DIR, seed=SEED, quiet=True, datasets=("nih",) if DIMS == 2 else ("luna16",))
+run.record({{"dims": DIMS, "scaled": SCALE * 10}})
+"""
+
+
+@pytest.fixture
+def dims_nbdir(tmp_path, monkeypatch):
+    """00_first.ipynb and 03_dims.ipynb, which the course map runs twice: 03_dims_2d (DIMS 2), 04_dims_3d (DIMS 3)."""
+    from pcrl_lib import syllabus
+
+    d = tmp_path / "dims"
+    d.mkdir()
+    _write_nb(d / "00_first.ipynb", RECORD.format(stem="00_first"))
+    _write_nb(d / "03_dims.ipynb", DIMS_BODY.format(), params=DIMS_PARAMS)
+    lessons = (syllabus.Lesson("03_dims_2d", "2D", "x", 1, "-", notebook="03_dims", params={"DIMS": 2}),
+               syllabus.Lesson("04_dims_3d", "3D", "x", 1, "-", notebook="03_dims", params={"DIMS": 3}))
+    monkeypatch.setattr(syllabus, "LESSONS", lessons)
+    return d
+
+
+def test_discover_yields_one_entry_per_lesson_of_a_shared_notebook(dims_nbdir):
+    found = course.discover(dims_nbdir)
+    assert [(nb.stem, nb.path.name, nb.fixed) for nb in found] == [
+        ("00_first", "00_first.ipynb", {}), ("03_dims_2d", "03_dims.ipynb", {"DIMS": 2}),
+        ("04_dims_3d", "03_dims.ipynb", {"DIMS": 3})]
+    stems = lambda only: [nb.stem for nb in course.select(found, only)]  # noqa: E731
+    assert stems("04") == stems("04_dims_3d") == ["04_dims_3d"]
+    assert stems("03,04") == stems("03_dims") == ["03_dims_2d", "04_dims_3d"]
+    assert stems("03") == ["03_dims_2d"]
+    # datasets= is evaluated with the lesson's own DIMS: each lesson checks only the dataset it reads
+    assert [nb.datasets() for nb in found] == [[], ["nih"], ["luna16"]]
+
+
+def test_runner_runs_a_shared_notebook_once_per_lesson_and_resumes_each(dims_nbdir, tmp_path):
+    out = tmp_path / "run"
+    outcomes, _ = _run(dims_nbdir, out, only="03,04", params={"SCALE": 3})
+    assert [(o.notebook, o.status, o.params["DIMS"]) for o in outcomes] == [("03_dims_2d", "ok", 2),
+                                                                           ("04_dims_3d", "ok", 3)]
+    for stem, dims in (("03_dims_2d", 2), ("04_dims_3d", 3)):
+        assert json.loads((out / "records" / f"{stem}.json").read_text())["figures"] == {"dims": dims, "scaled": 30}
+        assert (out / "notebooks" / f"{stem}.ipynb").is_file()
+    assert not (out / "notebooks" / "03_dims.ipynb").exists()
+    state = json.loads((out / "state.json").read_text())
+    assert state["03_dims_2d"]["digest"] != state["04_dims_3d"]["digest"], "the resume digest includes DIMS"
+    assert "| 04_dims_3d | ok |" in (out / "summary.md").read_text()
+    outcomes, logs = _run(dims_nbdir, out, only="03,04", params={"SCALE": 3}, resume=True)
+    assert [o.status for o in outcomes] == ["skipped", "skipped"]
+    (out / "records" / "04_dims_3d.json").unlink()
+    outcomes, _ = _run(dims_nbdir, out, only="03,04", params={"SCALE": 3}, resume=True)
+    assert [o.status for o in outcomes] == ["skipped", "ok"]
+
+
+def test_resume_digest_differs_by_fixed_parameters(dims_nbdir, tmp_path):
+    two, three = course.discover(dims_nbdir)[1:]
+    declared = two.parameters()
+    params = [course.build_parameters(nb, declared, "smoke", None, tmp_path, {"SCALE": 3}) for nb in (two, three)]
+    assert (params[0]["DIMS"], params[1]["DIMS"]) == (2, 3)
+    assert course.params_digest(two, params[0]) != course.params_digest(three, params[1])
+
+
+@pytest.mark.parametrize("only", [None, "04", "03_dims"])
+def test_a_parameter_the_course_map_fixes_is_refused(dims_nbdir, tmp_path, capsys, only):
+    out = tmp_path / "run"
+    code = course.main(["--notebooks-dir", str(dims_nbdir), "run", "--profile", "smoke", "--output-dir", str(out),
+                        "-p", "DIMS", "3", *(["--only", only] if only else []), "--no-prepare"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "-p DIMS: the course runs 03_dims.ipynb once per lesson and sets DIMS itself" in err
+    assert not out.exists()
+
+
+def test_a_parameter_fixed_only_elsewhere_is_unknown_for_the_others(dims_nbdir, tmp_path, capsys):
+    code = course.main(["--notebooks-dir", str(dims_nbdir), "run", "--profile", "smoke", "--output-dir",
+                        str(tmp_path / "run"), "--only", "00", "-p", "DIMS", "3", "--no-prepare"])
+    assert code == 2 and "unknown parameter DIMS" in capsys.readouterr().err
+
+
+def test_list_shows_each_lesson_of_a_shared_notebook(dims_nbdir, capsys):
+    assert course.main(["--notebooks-dir", str(dims_nbdir), "list"]) == 0
+    printed = capsys.readouterr().out
+    assert "03_dims_2d: 03_dims.ipynb with DIMS = 2" in printed
+    assert "04_dims_3d: 03_dims.ipynb with DIMS = 3" in printed
+    assert "    DIMS           = 3  (set by the course runner for 04_dims_3d)" in printed
+
+
+def test_the_pretraining_notebook_serves_the_2d_and_the_3d_lesson():
+    found = {nb.stem: nb for nb in course.discover()}
+    two, three = found["03_pretrain_2d"], found["04_pretrain_3d"]
+    assert two.path == three.path and two.path.name == "03_pretrain.ipynb"
+    assert (two.fixed, three.fixed) == ({"DIMS": 2}, {"DIMS": 3})
+    assert "DIMS" in two.parameters()
+    assert [nb.stem for nb in course.select(list(found.values()), "03,04")] == ["03_pretrain_2d", "04_pretrain_3d"]
+
+
+def test_record_names_come_from_the_course_map():
+    from pcrl_lib import syllabus
+
+    assert syllabus.record_name("03_pretrain", 2) == "03_pretrain_2d"
+    assert syllabus.record_name("03_pretrain", 3) == "04_pretrain_3d"
+    assert syllabus.record_name("05_chestxray14") == "05_chestxray14"
+    with pytest.raises(ValueError, match="DIMS = 4: notebook 03_pretrain runs with DIMS 2, 3"):
+        syllabus.record_name("03_pretrain", 4)
+    with pytest.raises(ValueError, match="'04_pretrain_3d' is not in the course map"):
+        syllabus.record_name("04_pretrain_3d")

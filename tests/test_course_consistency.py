@@ -31,7 +31,12 @@ def _planned_range(title: str) -> tuple[float, float]:
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.stem)
 def test_title_cell_time_agrees_with_the_course_map(lesson):
-    title = nbformat.read(notebooks_dir() / f"{lesson.stem}.ipynb", as_version=4).cells[0].source
+    """A notebook that serves several lessons (``03_pretrain``: DIMS 2 and 3) states each one's time after
+    ``2D:`` / ``3D:`` in its **Time** paragraph."""
+    title = nbformat.read(notebooks_dir() / f"{lesson.file_stem}.ipynb", as_version=4).cells[0].source
+    if "DIMS" in lesson.params:
+        time = title[title.index("**Time**"):]
+        title = "**Time** " + time[time.index(f"{lesson.params['DIMS']}D:"):]
     low, high = _planned_range(title)
     assert low <= lesson.quick_cpu_min <= high, \
         f"{lesson.stem}: the title says {low:g}–{high:g} min, syllabus.py plans {lesson.quick_cpu_min:g} min"
@@ -105,3 +110,15 @@ def test_the_kit_registers_the_save_hook_for_its_environment(tmp_path):
     assert path == tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "pcrl-kit.json"
     assert json.loads(path.read_text()) == {"FileContentsManager": {"pre_save_hook": HOOK}}
     assert write_server_config(tmp_path).read_text() == path.read_text()        # idempotent
+
+
+def test_no_notebook_repeats_another():
+    """One notebook per idea: 2D and 3D pretraining are one notebook run twice (``DIMS``), not two near-copies (the
+    old 03/04 pair shared 29 of their 36 cells). A few identical short cells (a results table call) are fine."""
+    import itertools
+
+    cells = {p.name: {c.source.strip() for c in nbformat.read(p, as_version=4).cells if c.source.strip()}
+             for p in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))}
+    for (a, cells_a), (b, cells_b) in itertools.combinations(cells.items(), 2):
+        shared = cells_a & cells_b
+        assert len(shared) <= 5, f"{a} and {b} share {len(shared)} identical cells; make one notebook with a parameter"
