@@ -155,10 +155,13 @@ def ema_momentum(m: float, horizon_fraction: float, total_steps: int) -> float:
     return 1.0 - 1.0 / max(1.0, horizon_fraction * total_steps)
 
 
-def _raw_projection(head: nn.Module, bottleneck: torch.Tensor) -> torch.Tensor:
-    """The projection z (N, D) of a :class:`ProjectionHead` before its L2 normalisation (head(x) = z/‖z‖):
-    pass B's "raw" key mix needs the norms ‖z‖ that the unit keys no longer carry."""
-    return head.fc2(F.relu(head.fc1(bottleneck.flatten(2).mean(dim=2))))
+@torch.no_grad()
+def ema_update(theta_m: list[torch.Tensor], theta_o: list[torch.Tensor], m: float) -> list[torch.Tensor]:
+    """One momentum-encoder update as a function: [m·θ_m + (1−m)·θ_o] for each pair of tensors (new tensors,
+    no gradient). :meth:`PCRL.momentum_update` writes it into E_m's parameters after every optimizer step."""
+    if len(theta_m) != len(theta_o):
+        raise ValueError(f"ema_update: {len(theta_m)} momentum tensors but {len(theta_o)} ordinary ones")
+    return [t_m * m + t_o.detach() * (1.0 - m) for t_m, t_o in zip(theta_m, theta_o)]
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -219,10 +222,10 @@ class PCRL(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """θ_k ← m·θ_k + (1−m)·θ_q for encoder_k/head_k; call after every optimizer step."""
-        pairs = [*zip(self.encoder_q.parameters(), self.encoder_k.parameters()),
-                 *zip(self.head_q.parameters(), self.head_k.parameters())]
-        for p_q, p_k in pairs:
-            p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
+        momentum = [*self.encoder_k.parameters(), *self.head_k.parameters()]
+        ordinary = [*self.encoder_q.parameters(), *self.head_q.parameters()]
+        for p_k, new in zip(momentum, ema_update(momentum, ordinary, self.m)):
+            p_k.copy_(new)
 
     @torch.no_grad()
     def _key_features(self, x: torch.Tensor, generator: torch.Generator,
@@ -235,7 +238,7 @@ class PCRL(nn.Module):
         """
         if not distributed():
             features = self.encoder_k(x)
-            return _raw_projection(self.head_k, features[-1]), features if with_features else None
+            return self.head_k.project(features[-1]), features if with_features else None
         world, rank = dist.get_world_size(), dist.get_rank()
         x_all = concat_all_gather(x)
         perm = torch.randperm(x_all.shape[0], generator=generator, device=generator.device).to(x.device)
@@ -246,7 +249,7 @@ class PCRL(nn.Module):
         def unshuffle(t: torch.Tensor) -> torch.Tensor:
             return concat_all_gather(t)[inverse].chunk(world)[rank]
 
-        z = unshuffle(_raw_projection(self.head_k, features[-1]))
+        z = unshuffle(self.head_k.project(features[-1]))
         return z, [unshuffle(f) for f in features] if with_features else None
 
     # ----------------------------------------------------------------------------------------------- decoding

@@ -187,6 +187,24 @@ def test_momentum_encoder_starts_as_exact_copy_and_follows_ema():
         assert torch.allclose(p_k, 0.9 * p_k0 + 0.1 * p_q, atol=1e-6)
 
 
+def test_ema_update_is_the_momentum_update_as_a_function():
+    model = small_pcrl(m=0.9)
+    with torch.no_grad():
+        for p in model.encoder_q.parameters():
+            p.add_(torch.randn_like(p))
+    momentum = [p.clone() for p in [*model.encoder_k.parameters(), *model.head_k.parameters()]]
+    ordinary = [*model.encoder_q.parameters(), *model.head_q.parameters()]
+    expected = pcrl_module.ema_update(momentum, ordinary, 0.9)
+    assert not any(t.requires_grad for t in expected)
+    assert torch.equal(momentum[0], next(model.encoder_k.parameters()))       # inputs untouched
+    model.momentum_update()
+    for want, got in zip(expected, [*model.encoder_k.parameters(), *model.head_k.parameters()]):
+        assert torch.equal(got, want)
+    assert torch.allclose(pcrl_module.ema_update([torch.ones(2)], [torch.zeros(2)], 0.75)[0], torch.full((2,), 0.75))
+    with pytest.raises(ValueError, match="2 momentum tensors but 1 ordinary"):
+        pcrl_module.ema_update([torch.ones(1), torch.ones(1)], [torch.ones(1)], 0.9)
+
+
 def test_gradients_reach_query_decoder_gate_never_momentum():
     model = small_pcrl()
     out = model(make_sample(), torch.Generator().manual_seed(0))
@@ -265,7 +283,7 @@ def test_mixed_keys_raw_as_released_or_unit(monkeypatch):
         monkeypatch.setattr(model.contrast, "forward", recording)
         model(sample, torch.Generator().manual_seed(0))
         with torch.no_grad():
-            z = pcrl_module._raw_projection(model.head_k, model.encoder_k(sample.x2)[-1])
+            z = model.head_k.project(model.encoder_k(sample.x2)[-1])
         k = torch.nn.functional.normalize(z, dim=1)
         expected = torch.nn.functional.normalize(lam * (z if key_mix == "raw" else k) + (1 - lam) *
                                                  (z if key_mix == "raw" else k)[perm], dim=1)

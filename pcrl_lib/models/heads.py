@@ -3,8 +3,8 @@
 Legend: ``B`` batch, ``C`` bottleneck channels (512 in 2D and in 3D at width 32), ``S...`` spatial sizes
 (``(h, w)`` in 2D, ``(x, y, z)`` in 3D), ``D`` projection dimension (128 in the paper).
 
-- :class:`ProjectionHead` — global average pool → Linear C→128 → ReLU → Linear 128→D, L2-normalised: the
-  vector ``q`` (or ``k``) that the contrastive loss compares.
+- :class:`ProjectionHead` — global average pool → Linear C→128 → ReLU → Linear 128→D = ``z`` (:meth:`project`),
+  L2-normalised: the vector ``q`` (or ``k``) = z/‖z‖ that the contrastive loss compares.
 - :class:`TCAGate` — transformation-conditioned attention: the TCA code (6-d in 2D, 7-d in 3D) → Linear 256 →
   ReLU → Linear C → sigmoid, shaped to multiply the bottleneck channel-wise.
 - :class:`ClassificationHead` — global average pool → dropout → Linear C→classes, for downstream fine-tuning.
@@ -53,14 +53,18 @@ class ProjectionHead(nn.Module):
         self.fc1 = nn.Linear(in_channels, hidden)
         self.fc2 = nn.Linear(hidden, out_dim)
 
-    def forward(self, features: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """features: (B, C, *S) or the encoder's list (bottleneck last) → (B, D) with ‖row‖₂ = 1."""
+    def project(self, features: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """features: (B, C, *S) or the encoder's list (bottleneck last) → the projection z (B, D) before its
+        normalisation (PCRL's pass B mixes the keys' z, whose norms the unit vectors no longer carry)."""
         x = _bottleneck(features, "ProjectionHead")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"ProjectionHead: bottleneck has {x.shape[1]} channels, the head expects "
                              f"in_channels={self.in_channels}")
-        z = self.fc2(F.relu(self.fc1(_global_pool(x))))
-        return F.normalize(z, dim=1)
+        return self.fc2(F.relu(self.fc1(_global_pool(x))))                 # (B, C) → (B, 128) → (B, D)
+
+    def forward(self, features: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """features: (B, C, *S) or the encoder's list (bottleneck last) → z/‖z‖ (B, D) with ‖row‖₂ = 1."""
+        return F.normalize(self.project(features), dim=1)
 
 
 class TCAGate(nn.Module):

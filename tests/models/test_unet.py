@@ -136,6 +136,17 @@ def test_projection_head_unit_vectors():
         head(torch.randn(3, 64, 2, 2))
 
 
+def test_projection_head_project_is_the_projection_before_normalising():
+    head = ProjectionHead(32, 16, 8)
+    x = torch.randn(3, 32, 2, 2)
+    z = head.project(x)
+    assert z.shape == (3, 8)
+    assert torch.allclose(z, head.fc2(torch.relu(head.fc1(x.mean(dim=(2, 3))))), atol=1e-6)
+    assert torch.equal(head(x), torch.nn.functional.normalize(z, dim=1))
+    with pytest.raises(ValueError, match="in_channels=32"):
+        head.project(torch.randn(3, 64, 2, 2))
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_tca_gate_shape_and_range(dims):
     channels = bottleneck_channels(dims, 4)
