@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .base import (Params, RandomTransform, active_index, check_batch, check_generator, check_params,
@@ -82,11 +83,27 @@ def block_permutations(volumes: torch.Tensor, generator: torch.Generator) -> tor
             perm = torch.zeros(c, 1, dtype=torch.int32, device=device)
         elif v <= 128:
             keys = torch.randint(0, 1 << 24, (c, v), generator=generator, device=device, dtype=torch.int32)
-            perm = torch.bitwise_and(torch.sort((keys << 7) | local, dim=1).values, 127)
+            keys = (keys << 7) | local
+            perm = torch.bitwise_and(_sorted_rows(keys), 127)
         else:
             perm = torch.rand((c, v), generator=generator, device=device).argsort(1).to(torch.int32)
         parts.append(perm.view(-1))
     return torch.cat(parts)
+
+
+def _sorted_rows(keys: torch.Tensor) -> torch.Tensor:
+    """``torch.sort(keys, dim=1).values`` for a ``(c, v)`` int32 matrix of distinct-per-row keys.
+
+    The sorted rows are unique, so any sort gives the same numbers: on CPU, NumPy's (SIMD sorting
+    networks per row, 10-40x faster than ``torch.sort`` for rows of 8-128) for ``v >= 4``, one
+    compare-exchange for ``v == 2``; ``torch.sort`` otherwise (NumPy costs ~25 ns per row).
+    """
+    v = keys.shape[1]
+    if v == 2:
+        return torch.stack([torch.minimum(keys[:, 0], keys[:, 1]), torch.maximum(keys[:, 0], keys[:, 1])], 1)
+    if keys.device.type == "cpu" and v >= 4:
+        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
+    return torch.sort(keys, dim=1).values
 
 
 def _offset_table(max_sizes: list[int], strides: list[int], device) -> torch.Tensor:

@@ -63,6 +63,23 @@ def test_block_permutations_are_valid_and_uniform():
     assert all(850 < c < 1150 for c in counts.values()), counts
 
 
+def test_block_permutations_equal_the_torch_sort_of_the_same_keys():
+    """The faster row sorts (NumPy, one compare-exchange for pairs) give exactly the permutations of
+    the key sort they replace: same generator, same numbers."""
+    volumes = torch.arange(1, 131).repeat_interleave(7)[torch.randperm(910, generator=_gen(6))]
+    reference, gen = [], _gen(7)
+    for v, c in volume_classes(volumes)[1]:
+        local = torch.arange(v, dtype=torch.int32)
+        if v == 1:
+            reference.append(torch.zeros(c, dtype=torch.int32))
+        elif v <= 128:
+            keys = torch.randint(0, 1 << 24, (c, v), generator=gen, dtype=torch.int32)
+            reference.append((torch.sort((keys << 7) | local, dim=1).values & 127).view(-1))
+        else:
+            reference.append(torch.rand((c, v), generator=gen).argsort(1).to(torch.int32).view(-1))
+    assert torch.equal(block_permutations(volumes, _gen(7)), torch.cat(reference))
+
+
 def test_released_block_sizes_for_a_paper_cube():
     t = LocalPixelShuffle(3)
     assert t.max_sizes((64, 64, 32)) == [6, 6, 3]
