@@ -4,6 +4,7 @@ import torchvision.transforms as T
 
 from pcrl_lib.transforms import (ColorJitter, Cutout, RandomGrayscale, RandomResizedCrop, denormalize, normalize)
 from pcrl_lib.transforms.color import hsv_to_rgb, rgb_to_hsv
+from pcrl_lib.transforms.crop import _crop_resize_by_grid, crop_resize
 
 from . import oracles
 
@@ -19,6 +20,19 @@ def test_crop_resize_matches_per_image_bilinear_average(size):
     y, params = crop(x, _gen(1), return_params=True)
     assert y.shape == (10, 3, size, size)
     assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [16, 40])
+def test_crop_resize_by_grid_sample_reads_the_same_samples(size):
+    """The CPU grid_sample path (outputs from 64² up) against the same oracle, at the test sizes and
+    at the paper's 224² from 256² (downscaled axes average 2 samples, crops on the image border)."""
+    x = torch.rand(10, 3, 37, 29, generator=_gen())
+    params = RandomResizedCrop(size).draw(x.shape, _gen(1))
+    y = _crop_resize_by_grid(x, params.boxes, size)
+    assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-5)
+    big = torch.rand(4, 1, 256, 256, generator=_gen(2))
+    boxes = torch.tensor([[0, 0, 256, 256], [30, 0, 120, 226], [0, 17, 240, 100], [131, 140, 125, 116]])
+    assert torch.allclose(crop_resize(big, boxes, 224), oracles.crop_resize(big, boxes, 224), atol=5e-5)
 
 
 def test_crop_boxes_follow_torchvision_rule():
