@@ -270,6 +270,8 @@ def affine_resample(x: torch.Tensor, matrices: torch.Tensor, pad: str | float = 
     theta = (matrices * half.view(1, 1, sd)) / half.view(1, sd, 1)
     theta = theta.flip(1).flip(2)
     grid = _affine_grid(theta.to(device=x.device, dtype=x.dtype), x.shape)
+    if pad != "minimum" and float(pad) == 0.0:                     # zero padding as it is (2D rotation)
+        return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     if pad == "minimum":
         fill = x.reshape(N, -1).amin(1).view(N, *([1] * (sd + 1)))
     else:
@@ -401,15 +403,33 @@ def blur_matrices(sigma: torch.Tensor, n: int, radius: int) -> torch.Tensor:
     return K.scatter_add_(2, src.unsqueeze(0).expand(N, n, T), taps.unsqueeze(1).expand(N, n, T))
 
 
+def _gaussian_blur_2d_conv(x: torch.Tensor, sigma: torch.Tensor, radii: Sequence[int]) -> torch.Tensor:
+    """:func:`gaussian_blur` of large images ``(N, C, H, W)`` as two depthwise convolutions (one group
+    per image and channel) of a reflect-padded copy: the dense matrices spend ``n`` multiply-adds
+    per pixel on ``2 r + 1`` taps (224 on 13 at 224²), ~1.5x slower on CPU. Same taps and padding,
+    equal up to float rounding."""
+    N, C, H, W = x.shape
+    rh, rw = radii
+    taps = [gaussian_kernels(sigma[:, d], r).to(x.dtype).repeat_interleave(C, 0) for d, r in enumerate(radii)]
+    y = F.pad(x.reshape(1, N * C, H, W), (rw, rw, rh, rh), mode="reflect")
+    y = F.conv2d(y, taps[0].view(N * C, 1, -1, 1), groups=N * C)
+    y = F.conv2d(y, taps[1].view(N * C, 1, 1, -1), groups=N * C)
+    return y.view(N, C, H, W)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int | Sequence[int]) -> torch.Tensor:
     """Blur ``x`` ``(N, C, *spatial)`` with per-sample, per-axis ``sigma`` ``(N, sd)``.
 
     ``radius`` (per axis or one int) is clipped to ``n - 1`` per axis (reflect padding needs it).
+    One batched matrix product per axis; 2D images from 128² up on CPU by
+    :func:`_gaussian_blur_2d_conv`.
     """
     N, C, *spatial = x.shape
     sd = len(spatial)
     radii = [radius] * sd if isinstance(radius, int) else list(radius)
     sigma = sigma.to(x.device)
+    if sd == 2 and x.device.type == "cpu" and min(spatial) >= 128:
+        return _gaussian_blur_2d_conv(x, sigma, [min(r, n - 1) for r, n in zip(radii, spatial)])
     y = x
     for axis, n in enumerate(spatial):
         if n == 1:
