@@ -3,8 +3,9 @@
 Legend: ``B`` batch, ``C`` bottleneck channels (512 in 2D and in 3D at width 32), ``S...`` spatial sizes
 (``(h, w)`` in 2D, ``(x, y, z)`` in 3D), ``D`` projection dimension (128 in the paper).
 
-- :class:`ProjectionHead` — global average pool → Linear C→128 → ReLU → Linear 128→D = ``z`` (:meth:`project`),
-  L2-normalised: the vector ``q`` (or ``k``) = z/‖z‖ that the contrastive loss compares.
+- :class:`ProjectionHead` — global average pool → Linear C→128 → ReLU → Linear 128→D = ``z``
+  (:meth:`~ProjectionHead.project`), L2-normalised: the vector ``q`` (or ``k``) = z/‖z‖ that the contrastive loss
+  compares.
 - :class:`TCAGate` — transformation-conditioned attention: the TCA code (6-d in 2D, 7-d in 3D) → Linear 256 →
   ReLU → Linear C → sigmoid, shaped to multiply the bottleneck channel-wise.
 - :class:`ClassificationHead` — global average pool → dropout → Linear C→classes, for downstream fine-tuning.
