@@ -103,9 +103,10 @@ def resample(volume: Volume, spacing: float | Sequence[float] = 1.0, order: str 
              fill: float | None = None) -> Volume:
     """Resample ``volume`` to ``spacing`` mm with SimpleITK, keeping origin and direction.
 
-    ``order``: ``"linear"`` (images; output float32) or ``"nearest"`` (label maps; dtype kept). The new grid
-    is :func:`resampled_shape` (``round(shape · old_spacing / spacing)`` voxels per axis). ``fill``: value where the new grid leaves the
-    old one (default: the volume's minimum). A volume already at ``spacing`` is returned as is (no copy)."""
+    ``order``: ``"linear"`` (images; output float32) or ``"nearest"`` (label maps; dtype kept). The new grid is
+    :func:`resampled_shape` (``round(shape · old_spacing / spacing)`` voxels per axis). ``fill``: value where the new
+    grid leaves the old one (default: the volume's minimum). A volume already at ``spacing`` is returned as is (no
+    copy)."""
     new = _spacing3(spacing)
     old = _spacing3(volume.spacing, "volume.spacing")
     if order not in ORDERS:
