@@ -326,13 +326,14 @@ def build_parameters(notebook: Notebook, declared: dict[str, dict], profile: str
     return {k: v for k, v in params.items() if k in declared}
 
 
-def check_fixed(notebooks: list[Notebook], params: dict[str, Any]) -> None:
-    """:class:`CourseError` when ``-p`` sets a parameter that the course map fixes for a selected lesson."""
+def check_fixed(notebooks: list[Notebook], params: dict[str, Any], course: list[Notebook] | None = None) -> None:
+    """:class:`CourseError` when ``-p`` sets a parameter that the course map fixes for a selected lesson (the
+    message lists every lesson of ``course``, default ``notebooks``, that runs the same file)."""
     for nb in notebooks:
         clash = sorted(set(params) & set(nb.fixed))
         if clash:
             runs = ", ".join(f"{other.stem} with " + " ".join(f"{k}={other.fixed[k]}" for k in clash)
-                             for other in notebooks if other.path == nb.path and other.fixed)
+                             for other in course or notebooks if other.path == nb.path and other.fixed)
             raise CourseError(f"-p {clash[0]}: the course runs {nb.path.name} once per lesson and sets {clash[0]} "
                               f"itself ({runs}); drop -p {clash[0]} and pick lessons with --only")
 
@@ -437,7 +438,7 @@ def run(profile: str, *, data_root: str | os.PathLike | None = None, output_dir:
     all_notebooks = discover(notebooks_dir)
     notebooks = select(all_notebooks, only)
     declared = {nb.stem: nb.parameters() for nb in notebooks}
-    check_fixed(notebooks, dict(params or {}))
+    check_fixed(notebooks, dict(params or {}), all_notebooks)
     extra = dict(params or {})
     if force:
         extra["FORCE"] = True

@@ -333,7 +333,8 @@ def test_a_parameter_the_course_map_fixes_is_refused(dims_nbdir, tmp_path, capsy
                         "-p", "DIMS", "3", *(["--only", only] if only else []), "--no-prepare"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "-p DIMS: the course runs 03_dims.ipynb once per lesson and sets DIMS itself" in err
+    assert "-p DIMS: the course runs 03_dims.ipynb once per lesson and sets DIMS itself (03_dims_2d with DIMS=2, " \
+           "04_dims_3d with DIMS=3); drop -p DIMS and pick lessons with --only" in err
     assert not out.exists()
 
 
