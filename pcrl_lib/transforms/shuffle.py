@@ -76,34 +76,39 @@ def block_permutations(volumes: torch.Tensor, generator: torch.Generator) -> tor
     """
     device = volumes.device
     _, classes = volume_classes(volumes) if volumes.numel() else (None, [])
-    parts = [torch.zeros(0, dtype=torch.int32, device=device)]
-    for v, c in classes:
-        local = torch.arange(v, dtype=torch.int32, device=device)
+    perm = torch.empty(sum(v * c for v, c in classes), dtype=torch.int32, device=device)
+    first = 0
+    for v, c in classes:          # each class's matrix built in place in its slice of the output
+        rows = perm[first:first + c * v].view(c, v)
+        first += c * v
         if v == 1:
-            perm = torch.zeros(c, 1, dtype=torch.int32, device=device)
+            rows.zero_()
         elif v <= 128:
-            keys = torch.randint(0, 1 << 24, (c, v), generator=generator, device=device, dtype=torch.int32)
-            keys = (keys << 7) | local
-            perm = torch.bitwise_and(_sorted_rows(keys), 127)
+            torch.randint(0, 1 << 24, (c, v), generator=generator, device=device, dtype=torch.int32, out=rows)
+            rows.bitwise_left_shift_(7).bitwise_or_(torch.arange(v, dtype=torch.int32, device=device))
+            _sort_rows_(rows).bitwise_and_(127)
         else:
-            perm = torch.rand((c, v), generator=generator, device=device).argsort(1).to(torch.int32)
-        parts.append(perm.view(-1))
-    return torch.cat(parts)
+            rows.copy_(torch.rand((c, v), generator=generator, device=device).argsort(1))
+    return perm
 
 
-def _sorted_rows(keys: torch.Tensor) -> torch.Tensor:
-    """``torch.sort(keys, dim=1).values`` for a ``(c, v)`` int32 matrix of distinct-per-row keys.
+def _sort_rows_(keys: torch.Tensor) -> torch.Tensor:
+    """Sort the rows of a contiguous ``(c, v)`` int32 matrix of distinct-per-row keys in place.
 
-    The sorted rows are unique, so any sort gives the same numbers: on CPU, NumPy's (SIMD sorting
-    networks per row, 10-40x faster than ``torch.sort`` for rows of 8-128) for ``v >= 4``, one
-    compare-exchange for ``v == 2``; ``torch.sort`` otherwise (NumPy costs ~25 ns per row).
+    The sorted rows are unique, so any sort gives the same numbers: on CPU, NumPy's in place (SIMD
+    sorting networks per row, 10-40x faster than ``torch.sort`` for rows of 8-128) for ``v >= 4``,
+    one compare-exchange for ``v == 2``; ``torch.sort`` otherwise (NumPy costs ~25 ns per row).
     """
     v = keys.shape[1]
     if v == 2:
-        return torch.stack([torch.minimum(keys[:, 0], keys[:, 1]), torch.maximum(keys[:, 0], keys[:, 1])], 1)
-    if keys.device.type == "cpu" and v >= 4:
-        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
-    return torch.sort(keys, dim=1).values
+        low = torch.minimum(keys[:, 0], keys[:, 1])
+        keys[:, 1] = torch.maximum(keys[:, 0], keys[:, 1])
+        keys[:, 0] = low
+    elif keys.device.type == "cpu" and v >= 4:
+        keys.numpy().sort(axis=1)
+    else:
+        keys.copy_(torch.sort(keys, dim=1).values)
+    return keys
 
 
 def _offset_table(max_sizes: list[int], strides: list[int], device) -> torch.Tensor:
@@ -165,10 +170,9 @@ class LocalPixelShuffle(RandomTransform):
         check_batch(x, self.spatial_dims)
         check_params(params, ShuffleParams, x.shape[0])
         B, C, *spatial = x.shape
-        out = x.clone()
         A = params.index.numel()
         if A == 0:
-            return out
+            return x.clone()
         params = params.to(x.device)
         max_sizes = self.max_sizes(spatial)
         if bool((params.sizes > torch.tensor(max_sizes, device=x.device)).any()) or \
@@ -216,6 +220,16 @@ class LocalPixelShuffle(RandomTransform):
             first, entry = first + c, entry + c * v
         source = packed.bitwise_and_(0xFFFFFFFF)                                   # (A·V,) voxel read per voxel
 
+        if C == 1 and x.is_contiguous():
+            # One gather from x itself: shift each shuffled sample's sources to its place in the batch.
+            if A < B:
+                source = source.view(A, V).add_(((params.index - torch.arange(A, device=x.device)) * V).view(A, 1))
+            ys = x.reshape(-1).index_select(0, source.view(-1))
+            if A == B:
+                return ys.view(x.shape)
+            out = x.clone()
+            return out.index_copy_(0, params.index, ys.view(A, C, *spatial))
+        out = x.clone()
         xs = x.index_select(0, params.index).transpose(0, 1).reshape(C, span)
         ys = xs.index_select(1, source)
         out.index_copy_(0, params.index, ys.view(C, A, *spatial).transpose(0, 1))

@@ -14,12 +14,13 @@ def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("shape, n_blocks", [((6, 1, 30, 30, 20), 400), ((5, 2, 40, 30), 300)])
-def test_batched_equals_released_loop(shape, n_blocks):
+@pytest.mark.parametrize("shape, n_blocks, p", [((6, 1, 30, 30, 20), 400, 0.6), ((5, 2, 40, 30), 300, 0.6),
+                                                ((3, 1, 20, 20, 10), 300, 1.0)])
+def test_batched_equals_released_loop(shape, n_blocks, p):
     x = torch.rand(shape, generator=_gen())
-    t = LocalPixelShuffle(len(shape) - 2, p=0.6, n_blocks=n_blocks)
+    t = LocalPixelShuffle(len(shape) - 2, p=p, n_blocks=n_blocks)
     y, params = t(x, _gen(1), return_params=True)
-    assert 0 < params.index.numel() < shape[0]
+    assert 0 < params.index.numel() < shape[0] or p == 1.0 and params.index.numel() == shape[0]
     # sides in 1..⌊n/10⌋, all reached
     assert params.sizes.flatten(0, 1).amax(0).tolist() == [n // 10 for n in shape[2:]] and params.sizes.min() == 1
     assert torch.equal(y, oracles.local_shuffle(x, params))
