@@ -70,8 +70,9 @@ def _as_case(case: Any) -> Case:
 
 def _name(fn: Callable) -> str:
     module = getattr(fn, "__module__", None) or ""
-    name = getattr(fn, "__name__", None) or repr(fn)
-    return f"{module}.{name}" if module.startswith("pcrl_lib") else name
+    if module.startswith("pcrl_lib"):   # TCAGate.forward, not forward
+        return f"{module}.{getattr(fn, '__qualname__', None) or fn.__name__}"
+    return getattr(fn, "__name__", None) or repr(fn)
 
 
 def difference(got: Any, want: Any, rtol: float, atol: float, where: str = "result") -> str | None:

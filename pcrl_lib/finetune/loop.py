@@ -66,10 +66,14 @@ class EvalContext:
 
 
 def eval_context(spatial_dims: int, cfg: FinetuneConfig, device: str | torch.device = "auto") -> EvalContext:
-    """The evaluation settings :func:`fit` uses: resolved device and precision, the config's batch size."""
+    """The evaluation settings :func:`fit` uses: resolved device and precision, the config's batch size.
+
+    ``precision="auto"`` resolves as in pretraining, per dimensionality (:func:`pcrl_lib.precision.cpu_auto`):
+    bf16 on GPUs and, for 2D models, on CPUs with native bf16; 3D on a CPU only where its conv3d check passes."""
     dev = pick_device(device)
     batch_size = cfg.batch_size_2d if spatial_dims == 2 else cfg.batch_size_3d
-    return EvalContext(dev, make_precision(dev, cfg.precision), batch_size, cfg.num_workers)
+    return EvalContext(dev, make_precision(dev, cfg.precision, spatial_dims=spatial_dims), batch_size,
+                       cfg.num_workers)
 
 
 class Task(Protocol):
