@@ -61,7 +61,8 @@ def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tens
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, torch.zeros_like(x), factor)
+    """``_blend(x, 0, factor)``: ``f · x + (1 − f) · 0`` is ``f · x`` exactly, so no zero image."""
+    return (factor.view(-1, 1, 1, 1).to(x.dtype) * x).clamp_(0.0, 1.0)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -205,6 +206,8 @@ class ColorJitter(RandomTransform):
                         continue
                     # Vectorised over the samples that run operation `op` at this step.
                     sel = torch.nonzero(params.order[:, step] == op).flatten()
+                    if op == 3 and xs.shape[1] == 1:
+                        continue                           # a gray image has no hue to turn
                     if op == 3 and sel.numel() and xs.shape[1] == 3:
                         # A hue turn leaves a gray image (R = G = B) exactly as it is: skip those.
                         sub = xs.index_select(0, sel)

@@ -64,12 +64,12 @@ def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor
 
     Bilinear sampling at the output pixel centres; when a crop is larger than the output, each output
     pixel averages ``ceil(crop / size)``² samples (roi_align's adaptive sampling), which
-    anti-aliases downscaling. On CPU (float, no autograd) for outputs from 64² up, the same samples
-    are read by :func:`_crop_resize_by_grid` (below, its per-sample calls cost more than they
+    anti-aliases downscaling. On CPU (float, no autograd) for outputs from 128² up, the same samples
+    are read by :func:`_crop_resize_by_grid` (below, its per-sample calls cost about what they
     save), else by one ``roi_align``.
     """
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad \
-            and size >= 64:
+            and size >= 128:
         return _crop_resize_by_grid(x, boxes.to(x.device), size)
     boxes = boxes.to(device=x.device, dtype=x.dtype)
     top, left, height, width = boxes.unbind(1)

@@ -434,16 +434,33 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int | Sequence[i
     for axis, n in enumerate(spatial):
         if n == 1:
             continue
-        K = blur_matrices(sigma[:, axis], n, min(radii[axis], n - 1)).to(x.dtype)
+        r = min(radii[axis], n - 1)
+        K = blur_matrices(sigma[:, axis], n, r).to(x.dtype)
         if axis == sd - 1:        # last axis: rows @ K^T
             y = torch.bmm(y.reshape(N, -1, n), K.transpose(1, 2))
-        elif axis == 0:           # first axis: K @ (n, rest), broadcast over channels
-            y = torch.matmul(K.unsqueeze(1), y.reshape(N, C, n, -1))
-        else:                     # middle axes: move to the end (one copy), then rows @ K^T
-            moved = y.reshape(N, C, *spatial).movedim(2 + axis, -1)
+        else:                     # other axes: K @ (n, rest), a middle axis moved first (one copy)
+            moved = y.reshape(N, C, *spatial).movedim(2 + axis, 2)
             shape = moved.shape
-            y = torch.bmm(moved.reshape(N, -1, n), K.transpose(1, 2)).view(shape).movedim(-1, 2 + axis)
+            y = _banded_matmul(K, moved.reshape(N, C, n, -1), r).view(shape).movedim(2, 2 + axis)
     return y.reshape(N, C, *spatial).contiguous()
+
+
+def _banded_matmul(K: torch.Tensor, y: torch.Tensor, radius: int, rows: int = 16) -> torch.Tensor:
+    """``K @ y`` per sample and channel for ``K`` ``(N, n, n)`` zero beyond ``radius`` off the
+    diagonal (the blur matrices, reflection included) and ``y`` ``(N, C, n, M)``.
+
+    For ``n >= 3 rows`` each block of ``rows`` output rows multiplies only the ``rows + 2 radius``
+    input rows it can reach (at 64, 28 of 64: ~2x faster); the skipped terms are exact zeros.
+    """
+    N, C, n, M = y.shape
+    if n < 3 * rows:
+        return torch.matmul(K.unsqueeze(1), y)
+    out = torch.empty(N, C, n, M, dtype=y.dtype, device=y.device)
+    for c in range(C):
+        for first in range(0, n, rows):
+            lo, hi = max(0, first - radius), min(n, first + rows + radius)
+            torch.bmm(K[:, first:first + rows, lo:hi], y[:, c, lo:hi], out=out[:, c, first:first + rows])
+    return out
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,15 @@ def test_blur_2d_matches_torchvision_gaussian_blur():
     assert torch.equal(y[untouched], x[untouched])
 
 
+def test_blur_3d_of_long_axes_by_banded_blocks_matches_scipy():
+    """Axes from 48 voxels blur by 16-row blocks of the banded matrices (two channels, a middle axis
+    too): the same numbers as the scipy mirror filter."""
+    x = torch.rand(2, 2, 50, 49, 8, generator=_gen(15))
+    blur = GaussianBlur(3, sigma=(0.0, 2.0), p=1.0, isotropic=False)
+    y, params = blur(x, _gen(16), return_params=True)
+    assert torch.allclose(y, oracles.blur(x, params, blur.radius), atol=1e-5)
+
+
 def test_blur_2d_of_large_images_by_convolution_equals_the_blur_matrices():
     """From 128² up a 2D blur runs as two depthwise convolutions; same numbers as the matrix path
     (forced here through a 3D volume of depth 1) up to float rounding, anisotropic sigma included."""

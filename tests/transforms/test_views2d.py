@@ -136,6 +136,13 @@ def test_cutout_in_place_equals_apply():
     assert torch.equal(y, oracles.cutout(x, params.centres, 8))
 
 
+def test_brightness_is_the_blend_with_black_without_building_it():
+    from pcrl_lib.transforms.color import _blend, adjust_brightness
+    x = torch.rand(6, 3, 12, 12, generator=_gen(27))
+    factor = torch.tensor([0.0, 0.6, 0.97, 1.0, 1.2, 1.4])
+    assert torch.equal(adjust_brightness(x, factor), _blend(x, torch.zeros_like(x), factor))
+
+
 def test_jitter_of_one_channel_is_the_jitter_of_its_gray_rgb_image():
     v = torch.rand(8, 1, 10, 10, generator=_gen(25))
     jitter = ColorJitter()
