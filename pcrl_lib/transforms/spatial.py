@@ -1,6 +1,7 @@
 """Spatial transforms for 2D images ``(B, C, H, W)`` and 3D volumes ``(B, C, X, Y, Z)``, batched with
 per-sample parameters: exact flips/90° rotations (one strided copy per sample), random affine (rotation + scale about
-the centre, one ``grid_sample``) and Gaussian blur (one small matrix product per axis).
+the centre, one ``grid_sample``; 3D on CPU as two-slice 2D reads, a flip before or after folded into the same read)
+and Gaussian blur (one small matrix product per axis, in banded blocks on long axes; large 2D images by convolution).
 
 The released 3D pipeline (PCRL_SPEC §7) uses torchio's ``RandomFlip()``, ``RandomAffine()`` and
 ``RandomBlur()`` with their defaults; :class:`RandomFlip`, :class:`RandomAffine` and
