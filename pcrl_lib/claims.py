@@ -16,6 +16,10 @@ Claims file schema (``pcrl-claims/1``, JSON)::
                            "fractions": "low" | "all" | [0.1, ...],
                            "metric": "auc_mean"}}]}                   # optional; default: the headline
 
+Data sources are never pooled: :func:`check_claims` decides every claim on the rows of one data source (real,
+stand-in or demo, :mod:`pcrl_lib.provenance`), and the report shows one set of verdicts per source. Linear-probe
+tasks (``<task>_probe``) count only for a claim that names a probe task.
+
 Verdict rules. A claim "``better`` beats ``than``" is checked in every *cell* (task × label fraction in its
 scope that the run has; a run task ``lits_synthetic`` counts for the claim task ``lits``). A cell is
 
@@ -35,16 +39,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .pretrain_runs import PRETRAIN_METHODS
 from .finetune.records import ResultRow
 from .paths import repo_root
+from .pretrain_runs import PRETRAIN_METHODS
+from .provenance import LABELS, ON, UNKNOWN, is_probe, order, row_source
 
 CLAIMS_SCHEMA = "pcrl-claims/1"
 MIN_SEEDS = 2
@@ -208,15 +213,26 @@ class Cell:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict on the rows of one data source ``data`` (``real``, ``stand-in``, ``demo``, ``unknown``)."""
+
     claim: Claim
     verdict: str
     reason: str
     cells: tuple[Cell, ...]
+    data: str = UNKNOWN
+
+    @property
+    def qualified(self) -> str:
+        """The verdict with the data it rests on, e.g. "supported on stand-ins (synthetic look-alikes)"."""
+        return f"{self.verdict} {ON[self.data]}"
 
 
 def task_matches(run_task: str, claim_task: str) -> bool:
     """A run's task counts for a claim's task when it is that task or a look-alike of it: the segmentation data
-    name their source (``lits_synthetic``, ``brats_demo``), the cells say which one was compared."""
+    name their source (``lits_synthetic``, ``brats_demo``), the cells say which one was compared. A linear-probe
+    task (``nih14_probe``) counts only for a claim task that is itself a probe: probes are not fine-tuning."""
+    if is_probe(run_task) != is_probe(claim_task):
+        return False
     return run_task == claim_task or run_task.startswith(claim_task + "_")
 
 
@@ -266,15 +282,31 @@ def _evaluate_cell(task, metric, fraction, claim, table, per_seed, min_seeds) ->
 
 
 def check_claims(claims: ClaimSet, rows: Sequence[ResultRow], table: pd.DataFrame, headline: dict[str, str], *,
-                 min_seeds: int = MIN_SEEDS) -> list[Verdict]:
-    """Verdict per claim from the run's aggregated ``table`` (rules in the module docstring)."""
+                 min_seeds: int = MIN_SEEDS, data: str | None = None) -> list[Verdict]:
+    """Verdict per claim from the run's aggregated ``table`` (:func:`pcrl_lib.report.aggregate`, with its ``data``
+    column), on the rows of ONE data source (rules in the module docstring).
+
+    Args:
+        data: the source to decide on (``real``, ``stand-in``, ``demo``, ``unknown``); default the first the rows
+            hold in that order — the real datasets when the run has them. Other sources' rows are left out, never
+            pooled: check each source with its own call.
+    """
     if not isinstance(min_seeds, int) or min_seeds < 1:
         raise ValueError(f"min_seeds must be a positive int, got {min_seeds!r}")
+    sources = [row_source(r) for r in rows]
+    if data is None:
+        data = (order(sources) or [UNKNOWN])[0]
+    if data not in ON:
+        raise ValueError(f"data={data!r} is not a data source; use one of {', '.join(ON)}")
+    rows = [r for r, s in zip(rows, sources) if s == data]
+    if "data" in table.columns:
+        table = table[table["data"] == data]
     per_seed = seed_values(rows)
     run_tasks = sorted(set(table["task"])) if not table.empty else []
     verdicts = []
     for claim in claims.claims:
-        tasks = [t for t in run_tasks if claim.tasks is None or any(task_matches(t, c) for c in claim.tasks)]
+        tasks = [t for t in run_tasks if any(task_matches(t, c) for c in claim.tasks)] if claim.tasks is not None \
+            else [t for t in run_tasks if not is_probe(t)]
         cells = []
         for task in tasks:
             metric = claim.metric or headline.get(task)
@@ -282,7 +314,7 @@ def check_claims(claims: ClaimSet, rows: Sequence[ResultRow], table: pd.DataFram
             for fraction in sorted(set(here["label_fraction"])):
                 if _in_scope(fraction, claim.fractions, claims.low_fraction_max):
                     cells.append(_evaluate_cell(task, metric, fraction, claim, table, per_seed, min_seeds))
-        verdicts.append(_decide(claim, tuple(cells), tasks, claims.low_fraction_max, min_seeds))
+        verdicts.append(replace(_decide(claim, tuple(cells), tasks, claims.low_fraction_max, min_seeds), data=data))
     return verdicts
 
 
@@ -328,6 +360,7 @@ def _decide(claim: Claim, cells: tuple[Cell, ...], tasks: list[str], low_max: fl
 
 
 def verdict_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": v.claim.id, "verdict": v.verdict, "reason": v.reason,
+    """One line per verdict; ``data`` names the data source it rests on (:data:`pcrl_lib.provenance.LABELS`)."""
+    return pd.DataFrame([{"claim": v.claim.id, "data": LABELS[v.data], "verdict": v.verdict, "reason": v.reason,
                           "cells": len(v.cells), "statement": v.claim.statement} for v in verdicts],
-                        columns=["claim", "verdict", "reason", "cells", "statement"])
+                        columns=["claim", "data", "verdict", "reason", "cells", "statement"])

@@ -9,13 +9,17 @@ Inputs (in the run folder, ``runs/<profile>`` or the course's ``--output-dir``):
 
 :func:`collect_records` never stops on a bad file: unreadable records, malformed rows and duplicates are listed in
 ``RunRecords.problems`` and the notebook's status says why.
+
+Each row's data source (real / stand-in / demo, :mod:`pcrl_lib.provenance`) is decided here, from the row's ``data``
+entry, its protocol, its task name and its record's DATA_ROOT, and kept in ``protocol["data_source"]`` so that every
+table built from ``RunRecords.rows`` can keep the sources apart.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +27,7 @@ import pandas as pd
 
 from .fileio import read_json
 from .finetune.records import ResultRow, rows_to_frame
+from .provenance import infer_source
 
 _ROW_FIELDS = tuple(f.name for f in fields(ResultRow))
 
@@ -43,7 +48,8 @@ class NotebookStatus:
 @dataclass
 class RunRecords:
     """Everything read from a run folder. ``frame`` holds one line per result row (the
-    :class:`ResultRow` fields plus ``notebook``, ``data``, ``profile``, ``git_commit``, ``versions``,
+    :class:`ResultRow` fields plus ``notebook``, ``data`` (the row's data source: ``real``, ``stand-in``, ``demo`` or
+    ``unknown``, also in each row's ``protocol["data_source"]``), ``profile``, ``git_commit``, ``versions``,
     ``data_root``)."""
 
     run_dir: Path
@@ -111,7 +117,7 @@ def collect_records(run_dir: str | os.PathLike, *, expected: Sequence[str] | Non
     names = sorted({*(expected or []), *record_paths, *state})
     statuses: list[NotebookStatus] = []
     rows: list[ResultRow] = []
-    origin: list[tuple[str, Any]] = []  # per row: its notebook and the row's own "data" entry, if any
+    origin: list[str] = []  # per row: its notebook
     envs: dict[str, dict] = {}
     for name in names:
         info = state.get(name, {}) if isinstance(state.get(name), dict) else {}
@@ -133,7 +139,8 @@ def collect_records(run_dir: str | os.PathLike, *, expected: Sequence[str] | Non
             statuses.append(NotebookStatus(name, "unreadable", err or "not a JSON object", 0, None, wall))
             problems.append(f"records/{path.name} is unreadable: {err or 'not a JSON object'}")
             continue
-        envs[name] = record.get("env") or {}
+        env = record.get("env") if isinstance(record.get("env"), dict) else {}
+        envs[name] = env
         results = record.get("results") if isinstance(record.get("results"), list) else []
         # A notebook may keep other tables in "results" (e.g. dataset inventories): a result row has a metric.
         candidates = [(i, raw) for i, raw in enumerate(results)
@@ -141,8 +148,10 @@ def collect_records(run_dir: str | os.PathLike, *, expected: Sequence[str] | Non
         good = 0
         for i, raw in candidates:
             try:
-                rows.append(_to_row(raw))
-                origin.append((name, raw.get("data")))
+                row = _to_row(raw)
+                source = infer_source(row.task, row.protocol, raw.get("data"), env or None)
+                rows.append(replace(row, protocol={**row.protocol, "data_source": source}))
+                origin.append(name)
                 good += 1
             except ValueError as row_err:
                 problems.append(f"records/{path.name}: result row {i} skipped: {row_err}")
@@ -157,29 +166,28 @@ def collect_records(run_dir: str | os.PathLike, *, expected: Sequence[str] | Non
     return RunRecords(run_dir, statuses, rows, _context_frame(rows, origin, envs), envs, problems)
 
 
-def _drop_duplicates(rows: list[ResultRow], origin: list[tuple], problems: list[str]):
-    """Keep the last of rows with the same (task, split, metric, fraction, method, seed): counting one result
-    twice would fake a second seed."""
+def _drop_duplicates(rows: list[ResultRow], origin: list[str], problems: list[str]):
+    """Keep the last of rows with the same (task, data source, split, metric, fraction, method, seed): counting one
+    result twice would fake a second seed. Rows of different data sources are different results."""
     last: dict[tuple, int] = {}
     for i, r in enumerate(rows):
-        last[(r.task, r.split, r.metric, r.label_fraction, r.method, r.seed)] = i
+        last[(r.task, r.protocol.get("data_source"), r.split, r.metric, r.label_fraction, r.method, r.seed)] = i
     if len(last) == len(rows):
         return rows, origin
     dropped = len(rows) - len(last)
     keep = sorted(last.values())
     kept = set(keep)
-    where = sorted({origin[i][0] for i in range(len(rows)) if i not in kept})
-    problems.append(f"{dropped} duplicate result rows (same task, split, metric, fraction, method and seed) in "
+    where = sorted({origin[i] for i in range(len(rows)) if i not in kept})
+    problems.append(f"{dropped} duplicate result rows (same task, data, split, metric, fraction, method and seed) in "
                     f"{', '.join(where)}: the last one read was kept")
     return [rows[i] for i in keep], [origin[i] for i in keep]
 
 
-def _context_frame(rows: list[ResultRow], origin: list[tuple], envs: dict[str, dict]) -> pd.DataFrame:
+def _context_frame(rows: list[ResultRow], origin: list[str], envs: dict[str, dict]) -> pd.DataFrame:
     frame = rows_to_frame(rows)
-    env_of = [envs.get(name, {}) for name, _ in origin]
-    frame["notebook"] = [name for name, _ in origin]
-    frame["data"] = [_data_source(r.protocol, data, env.get("data_root"))
-                     for r, (_, data), env in zip(rows, origin, env_of)]
+    env_of = [envs.get(name, {}) for name in origin]
+    frame["notebook"] = list(origin)
+    frame["data"] = [r.protocol["data_source"] for r in rows]
     frame["profile"] = [e.get("profile") for e in env_of]
     frame["git_commit"] = [e.get("git_commit") for e in env_of]
     frame["data_root"] = [e.get("data_root") for e in env_of]
@@ -187,12 +195,3 @@ def _context_frame(rows: list[ResultRow], origin: list[tuple], envs: dict[str, d
                                    if k in ("python", "torch", "numpy")) for e in env_of]
     return frame
 
-
-def _data_source(protocol: dict, data: Any, data_root: str | None) -> str:
-    """The data behind one row: the row's own ``data`` entry (``real`` / ``synthetic`` / ``demo``), else what its
-    protocol names, else the notebook's DATA_ROOT, else the profile's demo + synthetic data."""
-    task = protocol.get("task") if isinstance(protocol.get("task"), dict) else {}
-    named = data or protocol.get("data") or task.get("data") or task.get("source")
-    if named:
-        return str(named)
-    return f"DATA_ROOT {data_root}" if data_root else "demo + synthetic (no DATA_ROOT)"

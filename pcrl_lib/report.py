@@ -25,6 +25,16 @@ Gain of PCRL over another initialisation ``b`` at one cell: ``Δ = o · (mean_pc
 when higher is better and ``o = −1`` for distances (``hd95_*``), so ``Δ > 0`` always means PCRL is better;
 ``wins`` counts the seeds (paired: same seed, same label subset) in which PCRL is better.
 
+Data sources. Every table carries a ``data`` column — ``real`` (the paper's datasets, read from DATA_ROOT),
+``stand-in`` (synthetic look-alikes), ``demo`` (the kit's tiny real cases) or ``unknown`` — decided per row by
+:mod:`pcrl_lib.provenance`. Rows of different sources are aggregated, compared and checked against the claims
+separately, never pooled; RESULTS.md gives one set of verdicts per source, and says when the run has none on the
+real datasets. Linear-probe rows (task ``<task>_probe``, :mod:`pcrl_lib.finetune.probe`) get their own table per
+task and count for no claim unless a claim names a probe task.
+
+Where a table names the best initialisation at a label fraction, the sentence (from
+:func:`pcrl_lib.viz.results.best_initialisation`) says when its interval overlaps the others'.
+
 Legend: ``f`` label fraction (share of training patients), ``s`` seed, ``n`` seeds with a defined value,
 ``CI`` 95 % confidence interval, ``Δ`` oriented gain.
 """
@@ -49,6 +59,8 @@ from .course_records import RunRecords, collect_records
 from .fileio import atomic_write_text
 from .finetune.records import ResultRow, rows_to_frame, summarize
 from .paths import repo_root
+from .provenance import DEMO, LABELS, ON, PROBE_SUFFIX, REAL, SOURCES, STAND_IN, UNKNOWN, is_probe, order, row_source
+from .viz.results import best_initialisation
 
 RESULTS_NAME = "RESULTS.md"
 REFERENCE = "pcrl"
@@ -60,13 +72,28 @@ ABLATION_CHAIN = (("moco", "MoCo v2 (contrastive only)"), ("c2l", "C2L = MoCo + 
 
 # --------------------------------------------------------------------------------------------------- tables
 def aggregate(rows: Sequence[ResultRow], split: str = "test") -> pd.DataFrame:
-    """Per (task, metric, label_fraction, method): ``mean``, ``std``, ``n_seeds`` (from
+    """Per (task, data source, metric, label_fraction, method): ``mean``, ``std``, ``n_seeds`` (from
     :func:`~pcrl_lib.finetune.records.summarize`), ``ci_low`` / ``ci_high`` (per-seed bootstrap bounds averaged
-    over the seeds with a defined value) and ``seeds`` (a tuple). Empty frame when the split has no rows."""
-    columns = [*KEYS, "mean", "std", "n_seeds", "ci_low", "ci_high", "seeds"]
+    over the seeds with a defined value) and ``seeds`` (a tuple). ``data`` is the rows' source
+    (:func:`pcrl_lib.provenance.row_source`): rows of two sources are never pooled. Empty frame when the split
+    has no rows."""
+    columns = ["task", "data", *KEYS[1:], "mean", "std", "n_seeds", "ci_low", "ci_high", "seeds"]
     rows = [r for r in rows if r.split == split]
     if not rows:
         return pd.DataFrame(columns=columns)
+    sources = [row_source(r) for r in rows]
+    parts = [_aggregate_one([r for r, s in zip(rows, sources) if s == source], split).assign(data=source)
+             for source in order(sources)]
+    table = pd.concat(parts, ignore_index=True)
+    table["data"] = pd.Categorical(table["data"], list(SOURCES), ordered=True)
+    table["method"] = pd.Categorical(table["method"], _method_order(table["method"]), ordered=True)
+    table = table.sort_values(["task", "data", *KEYS[1:]]).reset_index(drop=True)
+    table[["data", "method"]] = table[["data", "method"]].astype(str)
+    return table[columns]
+
+
+def _aggregate_one(rows: Sequence[ResultRow], split: str) -> pd.DataFrame:
+    """:func:`aggregate` of rows of one data source (no ``data`` column)."""
     table = summarize(rows, split)
     frame = rows_to_frame(rows)
     defined = frame[np.isfinite(frame["value"].astype(float))]
@@ -74,10 +101,14 @@ def aggregate(rows: Sequence[ResultRow], split: str = "test") -> pd.DataFrame:
                                                  seeds=("seed", lambda s: tuple(sorted(int(x) for x in s))))
     table = table.merge(extra.reset_index(), on=KEYS, how="left")
     table["seeds"] = [s if isinstance(s, tuple) else () for s in table["seeds"]]
-    table["method"] = pd.Categorical(table["method"], _method_order(table["method"]), ordered=True)
-    table = table.sort_values(KEYS).reset_index(drop=True)
-    table["method"] = table["method"].astype(str)
-    return table[columns]
+    return table
+
+
+def _by_source(rows: Sequence[ResultRow], table: pd.DataFrame):
+    """(source, its rows, its part of ``table``) per data source of ``table``, in display order."""
+    sources = [row_source(r) for r in rows]
+    for source in order(table["data"]):
+        yield source, [r for r, s in zip(rows, sources) if s == source], table[table["data"] == source]
 
 
 def _method_order(methods) -> list[str]:
@@ -102,9 +133,17 @@ def headline_metrics(rows: Sequence[ResultRow]) -> dict[str, str]:
 
 def gains(rows: Sequence[ResultRow], table: pd.DataFrame, headline: dict[str, str],
           reference: str = REFERENCE) -> pd.DataFrame:
-    """Oriented gain ``Δ`` of ``reference`` over every other method per (task, headline metric, fraction),
-    with ``wins`` = seeds in which ``reference`` is better out of ``paired`` common seeds."""
-    columns = ["task", "metric", "label_fraction", "method", "reference_mean", "other_mean", "gain", "wins", "paired"]
+    """Oriented gain ``Δ`` of ``reference`` over every other method per (task, data source, headline metric,
+    fraction), with ``wins`` = seeds in which ``reference`` is better out of ``paired`` common seeds."""
+    columns = ["task", "data", "metric", "label_fraction", "method", "reference_mean", "other_mean", "gain", "wins",
+               "paired"]
+    out = []
+    for source, source_rows, source_table in _by_source(rows, table):
+        out += [{**g, "data": source} for g in _gains_one(source_rows, source_table, headline, reference)]
+    return pd.DataFrame(out, columns=columns)
+
+
+def _gains_one(rows: Sequence[ResultRow], table: pd.DataFrame, headline: dict[str, str], reference: str) -> list:
     per_seed = seed_values(rows)
     out = []
     for (task, metric, fraction), cell in table.groupby(["task", "metric", "label_fraction"], sort=False):
@@ -120,16 +159,17 @@ def gains(rows: Sequence[ResultRow], table: pd.DataFrame, headline: dict[str, st
             out.append({"task": task, "metric": metric, "label_fraction": fraction, "method": other["method"],
                         "reference_mean": ref["mean"], "other_mean": other["mean"],
                         "gain": sign * (ref["mean"] - other["mean"]), "wins": wins, "paired": len(common)})
-    return pd.DataFrame(out, columns=columns)
+    return out
 
 
 def ablation(table: pd.DataFrame, headline: dict[str, str]) -> pd.DataFrame:
-    """The ablation chain (MoCo →) C2L → + reconstruction → + TCA → PCRL per task and fraction, where the run
-    has at least two of its steps; ``delta`` is the oriented change from the previous step present."""
-    columns = ["task", "metric", "label_fraction", "method", "step", "mean", "std", "n_seeds", "delta"]
+    """The ablation chain (MoCo →) C2L → + reconstruction → + TCA → PCRL per task, data source and fraction, where
+    the run has at least two of its steps; ``delta`` is the oriented change from the previous step present."""
+    columns = ["task", "data", "metric", "label_fraction", "method", "step", "mean", "std", "n_seeds", "delta"]
     steps = dict(ABLATION_CHAIN)
     out = []
-    for (task, metric, fraction), cell in table.groupby(["task", "metric", "label_fraction"], sort=False):
+    for (task, data, metric, fraction), cell in table.groupby(["task", "data", "metric", "label_fraction"],
+                                                               sort=False):
         chain = cell[cell["method"].isin(steps)]
         if headline.get(task) != metric or len(chain) < 2:
             continue
@@ -140,7 +180,7 @@ def ablation(table: pd.DataFrame, headline: dict[str, str]) -> pd.DataFrame:
             if hit.empty:
                 continue
             r = hit.iloc[0]
-            out.append({"task": task, "metric": metric, "label_fraction": fraction, "method": method,
+            out.append({"task": task, "data": data, "metric": metric, "label_fraction": fraction, "method": method,
                         "step": steps[method], "mean": r["mean"], "std": r["std"], "n_seeds": r["n_seeds"],
                         "delta": sign * (r["mean"] - previous)})
             previous = r["mean"]
@@ -148,7 +188,7 @@ def ablation(table: pd.DataFrame, headline: dict[str, str]) -> pd.DataFrame:
 
 
 def protocol_table(frame: pd.DataFrame, headline: dict[str, str]) -> pd.DataFrame:
-    """One line per (task, method, fraction) of the headline metric's test rows: data, split, seeds, profile,
+    """One line per (task, data source, method, fraction) of the headline metric's test rows: split, seeds, profile,
     epochs, device, wall time, peak memory (a protocol key starting with ``peak``, when recorded), versions,
     git commit, notebook and sizes."""
     columns = ["task", "method", "label_fraction", "split", "seeds", "data", "profile", "epochs", "device",
@@ -157,10 +197,11 @@ def protocol_table(frame: pd.DataFrame, headline: dict[str, str]) -> pd.DataFram
         return pd.DataFrame(columns=columns)
     test = frame[(frame["split"] == "test") & (frame["metric"] == frame["task"].map(headline))]
     out = []
-    order = {m: i for i, m in enumerate(_method_order(test["method"]))}
-    groups = sorted(test.groupby(["task", "method", "label_fraction"]),
-                    key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2]))
-    for (task, method, fraction), g in groups:
+    rank = {m: i for i, m in enumerate(_method_order(test["method"]))}
+    sources = {s: i for i, s in enumerate(SOURCES)}
+    groups = sorted(test.groupby(["task", "data", "method", "label_fraction"]),
+                    key=lambda kv: (kv[0][0], sources.get(kv[0][1], len(sources)), rank[kv[0][2]], kv[0][3]))
+    for (task, data, method, fraction), g in groups:
         g = g.sort_values("seed")
         protocols = list(g["protocol"])
         planned = sorted({str((p.get("finetune") or {}).get("epochs", "?")) for p in protocols})
@@ -170,7 +211,7 @@ def protocol_table(frame: pd.DataFrame, headline: dict[str, str]) -> pd.DataFram
         sizes = sorted({f"{a}/{b}/{c}" for a, b, c in zip(g["n_train"], g["n_val"], g["n_test"])})
         out.append({"task": task, "method": method, "label_fraction": fraction, "split": "test",
                     "seeds": ",".join(str(s) for s in sorted(g["seed"])),
-                    "data": _join(g["data"]), "profile": _join(g["profile"]),
+                    "data": LABELS.get(data, data), "profile": _join(g["profile"]),
                     "epochs": f"{'/'.join(planned)} planned; run {','.join(run)}; best {','.join(best)}",
                     "device": _join(g["device"]), "wall_s": float(np.nansum(g["wall_time_s"].astype(float))),
                     "peak_memory": _join(peaks) if peaks else "not recorded", "versions": _join(g["versions"]),
@@ -197,21 +238,33 @@ class Report:
     ablation: pd.DataFrame
     protocol: pd.DataFrame
     claims: ClaimSet
-    verdicts: list[Verdict]
+    verdicts: list[Verdict]     # one per claim and data source of the run (Verdict.data), real first
     min_seeds: int
-    figures: dict[str, Path] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)  # task, or "task [source]" for a mixed task → PNG
+
+    def verdicts_on(self, source: str) -> list[Verdict]:
+        return [v for v in self.verdicts if v.data == source]
 
     @property
     def profile(self) -> str:
         profiles = [e.get("profile") for e in self.records.envs.values() if e.get("profile")]
         return max(set(profiles), key=profiles.count) if profiles else self.run_dir.name
 
-    def counts(self) -> dict[str, int]:
-        """Key figures: readable records, result rows, tasks and the number of claims per verdict."""
-        out = {"records": len(self.records.envs),
-               "result_rows": len(self.records.rows), "tasks": len(self.headline)}
-        for name in (SUPPORTED, CONTRADICTED, CANNOT_TELL):
-            out[f"claims_{name.replace(' ', '_')}"] = sum(v.verdict == name for v in self.verdicts)
+    def counts(self) -> dict[str, int | str]:
+        """Key figures: readable records, result rows, tasks; ``claims_data``, the data source of the main verdicts
+        (the real datasets when the run has them), with the number of claims per verdict on it
+        (``claims_supported``, ...); and the same per source present (``claims_supported_stand_in``, ...)."""
+        out: dict[str, int | str] = {"records": len(self.records.envs),
+                                     "result_rows": len(self.records.rows), "tasks": len(self.headline)}
+        sources = order(v.data for v in self.verdicts)
+        out["claims_data"] = sources[0] if sources else REAL
+        for source in sources:
+            on = self.verdicts_on(source)
+            for name in (SUPPORTED, CONTRADICTED, CANNOT_TELL):
+                key = f"claims_{name.replace(' ', '_')}"
+                if source == out["claims_data"]:
+                    out[key] = sum(v.verdict == name for v in on)
+                out[f"{key}_{source.replace('-', '_')}"] = sum(v.verdict == name for v in on)
         return out
 
 
@@ -229,28 +282,43 @@ def build_report(run_dir: str | os.PathLike, *, claims: str | os.PathLike | Clai
     records = collect_records(run_dir, expected=expected, current=current)
     table = aggregate(records.rows)
     headline = headline_metrics(records.rows)
+    # One set of verdicts per data source, never pooled; a run without rows is checked "on the real datasets",
+    # where every claim is then "cannot tell" for want of a task.
+    verdicts = [v for source in (order(table["data"]) or [REAL])
+                for v in check_claims(claim_set, records.rows, table, headline, min_seeds=min_seeds, data=source)]
     return Report(Path(run_dir), records, table, headline, gains(records.rows, table, headline),
-                  ablation(table, headline), protocol_table(records.frame, headline), claim_set,
-                  check_claims(claim_set, records.rows, table, headline, min_seeds=min_seeds), min_seeds)
+                  ablation(table, headline), protocol_table(records.frame, headline), claim_set, verdicts, min_seeds)
 
 
-def plot_label_efficiency(table: pd.DataFrame, task: str, metric: str):
-    """Label-efficiency curves of one task and metric from :func:`aggregate`'s table, drawn by
-    :func:`pcrl_lib.viz.results.plot_label_efficiency` (band: bootstrap CI; bars: ± std over seeds).
+def plot_label_efficiency(table: pd.DataFrame, task: str, metric: str, data: str | None = None):
+    """Label-efficiency curves of one task, metric and data source (default: the task's only one) from
+    :func:`aggregate`'s table, drawn by :func:`pcrl_lib.viz.results.plot_label_efficiency` (band: bootstrap CI;
+    bars: ± std over seeds); the title names the data source.
 
     Returns a ``matplotlib.figure.Figure`` made without pyplot, so writing reports leaves no open figures."""
     from matplotlib.figure import Figure
 
     from .viz.results import plot_label_efficiency as draw
 
-    data = table[(table["task"] == task) & (table["metric"] == metric)]
-    if data.empty:
-        raise ValueError(f"no rows for task {task!r} and metric {metric!r} in the table")
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    rows = table[(table["task"] == task) & (table["metric"] == metric)]
+    sources = order(rows["data"])
+    if data is None and len(sources) > 1:
+        raise ValueError(f"task {task!r} has rows of several data sources ({', '.join(sources)}): pass data= to "
+                         "pick one (sources are never pooled)")
+    data = data if data is not None else (sources or [UNKNOWN])[0]
+    rows = rows[rows["data"] == data]
+    if rows.empty:
+        raise ValueError(f"no rows for task {task!r}, metric {metric!r} and data {data!r} in the table")
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     chance = 0.5 if metric.startswith("auc") else None
-    draw(data, ax=fig.add_subplot(), title=f"{task}: label efficiency (band: test bootstrap 95 % CI; "
+    what = "linear probe on frozen features" if is_probe(task) else "label efficiency"
+    draw(rows, ax=fig.add_subplot(), title=f"{task} on {LABELS[data]}: {what}\n(band: test bootstrap 95 % CI; "
                                            "bars: ± std over seeds)", ylabel=f"test {metric}", chance=chance)
     return fig
+
+
+def _task_sources(table: pd.DataFrame, task: str, metric: str) -> list[str]:
+    return order(table[(table["task"] == task) & (table["metric"] == metric)]["data"])
 
 
 def figure_name(task: str) -> str:
@@ -263,10 +331,12 @@ def write_report(report: Report, output: str | os.PathLike | None = None) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     report.figures = {}
     for task, metric in report.headline.items():
-        if ((report.table["task"] == task) & (report.table["metric"] == metric)).any():
-            png = path.parent / figure_name(task)
-            plot_label_efficiency(report.table, task, metric).savefig(png, dpi=110)
-            report.figures[task] = png
+        sources = _task_sources(report.table, task, metric)
+        for source in sources:
+            key = task if len(sources) == 1 else f"{task} [{source}]"
+            png = path.parent / figure_name(task if len(sources) == 1 else f"{task}_{source}")
+            plot_label_efficiency(report.table, task, metric, source).savefig(png, dpi=110)
+            report.figures[key] = png
     atomic_write_text(path, render_markdown(report))
     return path
 
@@ -316,8 +386,10 @@ def render_markdown(report: Report) -> str:
            f"see `{_relative(report.claims.path)}`). A claim is *supported* only when the confidence intervals "
            f"separate in the claimed direction, in every seed, in most comparable cells, with ≥ {report.min_seeds} "
            "seeds; small runs (smoke, quick) mostly answer *cannot tell* — that is the honest answer for them. "
-           "Without DATA_ROOT the tasks run on synthetic look-alikes and demo data (column *data* of the protocol "
-           "table): a verdict then tests the paper's ordering on those stand-ins, not on the paper's datasets.", ""]
+           f"Every verdict and table names the data it rests on (column *data*): **{LABELS[REAL]}** — the paper's "
+           f"datasets; **{LABELS[STAND_IN]}** — generated look-alikes, used without DATA_ROOT; **{LABELS[DEMO]}** — "
+           "a few real cases bundled with the kit. Sources are decided on separately and never pooled: a verdict "
+           "on stand-ins tests the paper's ordering on look-alikes, it does not reproduce the paper.", ""]
     out += ["## Notebooks and records", ""]
     out += _md([[s.notebook, s.status, s.n_rows, s.written_at or "–", f"{s.wall_s:.1f}" if s.wall_s else "–",
                  s.detail or ""] for s in rec.notebooks],
@@ -327,24 +399,26 @@ def render_markdown(report: Report) -> str:
         out += [f"**Missing or failed:** {', '.join(missing)} — their results are absent from every table below.", ""]
     out += [f"- {p}" for p in rec.problems] + ([""] if rec.problems else [])
 
-    out += ["## The paper's claims", "", f"Paper: {report.claims.paper}", ""]
-    counts = report.counts()
-    out += [f"{counts['claims_supported']} supported, {counts['claims_contradicted']} contradicted, "
-            f"{counts['claims_cannot_tell']} cannot tell (rules: `pcrl_lib/report.py`; “low” label fractions are "
-            f"≤ {fmt_percent(report.claims.low_fraction_max)}).", ""]
-    out += _md([[v.claim.id, v.claim.statement, f"**{v.verdict}**", v.reason, v.claim.source] for v in report.verdicts],
-               ["claim", "statement", "verdict", "why", "source in the paper"])
-    evidence = [f"- `{v.claim.id}`: " + "; ".join(c.describe() for c in v.cells) for v in report.verdicts if v.cells]
-    if evidence:
-        out += ["<details><summary>Evidence per claim (every cell compared)</summary>", "", *evidence, "",
-                "</details>", ""]
+    out += ["## The paper's claims", "", f"Paper: {report.claims.paper}", "",
+            "Each claim is decided on each kind of data this run holds, separately (rules: `pcrl_lib/report.py`; "
+            f"“low” label fractions are ≤ {fmt_percent(report.claims.low_fraction_max)}; linear-probe results count "
+            "for no claim).", ""]
+    for source in order([REAL, *(v.data for v in report.verdicts)]):
+        out += _verdict_section(report, source)
 
     out += ["## Results per task", ""]
     if report.table.empty:
         out += ["No result rows in this run: the downstream notebooks (05–09) have not written any yet. "
                 "Run them (`python -m pcrl_lib.course run --profile quick`) and regenerate this report.", ""]
+    probes = {t for t in report.headline if is_probe(t)}
     for task, metric in report.headline.items():
+        if is_probe(task):
+            if task.removesuffix(PROBE_SUFFIX) not in report.headline:  # a probe without fine-tuning rows
+                out += _probe_section(report, task, metric, "###")
+            continue
         out += _task_section(report, task, metric)
+        if task + PROBE_SUFFIX in probes:
+            out += _probe_section(report, task + PROBE_SUFFIX, report.headline[task + PROBE_SUFFIX], "####")
 
     out += ["## Protocol of every result", "",
             "One line per task × method × label fraction (headline metric, test split).", ""]
@@ -365,25 +439,116 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+_SOURCE_NOTES = {
+    REAL: "Decided on the paper's datasets, read from DATA_ROOT.",
+    STAND_IN: "These verdicts test the paper's orderings on synthetic look-alikes of its datasets, generated by the "
+              "kit: they say what the initialisations do on the stand-ins at this scale, **not** whether the paper's "
+              "results reproduce.",
+    DEMO: "Tiny real cases bundled with the kit (a case or two per split; the demo CT masks are pseudo-labels): too "
+          "few to separate initialisations, shown for completeness.",
+    UNKNOWN: "Rows whose record names no data source (no `data` entry, no DATA_ROOT record): decided on their own; "
+             "read them with care.",
+}
+
+
+def _verdict_section(report: Report, source: str) -> list[str]:
+    verdicts = report.verdicts_on(source)
+    out = [f"### Verdicts {ON[source]}", ""]
+    if not verdicts:
+        return out + ["None: this run has no result on the real datasets (they are read from DATA_ROOT), so no verdict "
+                      "in this report reproduces or refutes the paper's results.", ""]
+    tally = {name: sum(v.verdict == name for v in verdicts) for name in (SUPPORTED, CONTRADICTED, CANNOT_TELL)}
+    out += [_SOURCE_NOTES[source], "",
+            f"{tally[SUPPORTED]} supported, {tally[CONTRADICTED]} contradicted, {tally[CANNOT_TELL]} cannot tell "
+            f"{ON[source]}.", ""]
+    out += _md([[v.claim.id, v.claim.statement, LABELS[v.data], f"**{v.verdict}** {ON[v.data]}", v.reason,
+                 v.claim.source] for v in verdicts],
+               ["claim", "statement", "data", "verdict", "why", "source in the paper"])
+    evidence = [f"- `{v.claim.id}`: " + "; ".join(c.describe() for c in v.cells) for v in verdicts if v.cells]
+    if evidence:
+        out += [f"<details><summary>Evidence per claim {ON[source]} (every cell compared)</summary>", "", *evidence,
+                "", "</details>", ""]
+    return out
+
+
+def _result_table(data: pd.DataFrame) -> list[str]:
+    """Method × fraction table of one task, metric and data source, with its data column."""
+    header, rows = _method_by_fraction(data, _result_cell)
+    return _md([[r[0], LABELS[data["data"].iloc[0]], *r[1:]] for r in rows], [header[0], "data", *header[1:]])
+
+
+def _best_lines(data: pd.DataFrame, metric: str) -> list[str]:
+    """The best initialisation at each fraction, saying when its interval overlaps the others'
+    (:func:`pcrl_lib.viz.results.best_initialisation`)."""
+    if data["method"].nunique() < 2:
+        return []
+    lines = [f"- {best_initialisation(data, f, metric=f'test {metric}', higher_is_better=higher_is_better(metric))}"
+             for f in sorted(set(data["label_fraction"]))]
+    return ["Best initialisation per label fraction (95 % intervals compared):", "", *lines, ""]
+
+
+def _mixed_note(task: str, sources: list[str]) -> list[str]:
+    if len(sources) < 2:
+        return []
+    return [f"**{task} holds results on several data sources ({'; '.join(LABELS[s] for s in sources)}): each is "
+            "shown on its own and decided on separately, never pooled.**", ""]
+
+
+def _figure(report: Report, task: str, source: str, sources: list[str]) -> list[str]:
+    key = task if len(sources) == 1 else f"{task} [{source}]"
+    return [f"![label efficiency, {key}]({report.figures[key].name})", ""] if key in report.figures else []
+
+
+def _probe_section(report: Report, task: str, metric: str, level: str) -> list[str]:
+    """A linear-probe task's own table: frozen features, a logistic regression per label (no fine-tuning)."""
+    table = report.table
+    base = task.removesuffix(PROBE_SUFFIX)
+    sources = _task_sources(table, task, metric)
+    out = [f"{level} {base} — linear probe on frozen features (`{metric}`, "
+           f"{'higher' if higher_is_better(metric) else 'lower'} is better)", "",
+           "The encoder is frozen; a logistic regression per label is fitted on its pooled features "
+           "(`pcrl_lib.finetune.probe`). Not fine-tuning: these rows count for no claim.", ""]
+    out += _mixed_note(task, sources)
+    for source in sources:
+        data = table[(table["task"] == task) & (table["metric"] == metric) & (table["data"] == source)]
+        out += _figure(report, task, source, sources) + _result_table(data) + _best_lines(data, metric)
+        g = report.gains[(report.gains["task"] == task) & (report.gains["data"] == source)]
+        if not g.empty:
+            out += _gain_table(g)
+    return out
+
+
+def _gain_table(g: pd.DataFrame) -> list[str]:
+    out = [f"Gain of **{REFERENCE}** over each initialisation (Δ > 0: {REFERENCE} better; wins = seeds won of "
+           "paired seeds):", ""]
+    header, rows = _method_by_fraction(
+        g, lambda r: f"{fmt_number(r['gain'], r['reference_mean'], sign=True)} ({int(r['wins'])}/{int(r['paired'])})")
+    return out + _md([[r[0], LABELS[g["data"].iloc[0]], *r[1:]] for r in rows], [header[0], "data", *header[1:]])
+
+
 def _task_section(report: Report, task: str, metric: str) -> list[str]:
     table = report.table
-    data = table[(table["task"] == task) & (table["metric"] == metric)]
     direction = "higher" if higher_is_better(metric) else "lower"
+    sources = _task_sources(table, task, metric)
     out = [f"### {task} — `{metric}` ({direction} is better)", ""]
-    if task in report.figures:
-        out += [f"![label efficiency, {task}]({report.figures[task].name})", ""]
-    header, rows = _method_by_fraction(data, _result_cell)
-    out += _md(rows, header)
-    g = report.gains[report.gains["task"] == task]
+    out += _mixed_note(task, sources)
+    for source in sources:
+        if len(sources) > 1:
+            out += [f"#### {task} {ON[source]}", ""]
+        out += _task_source_section(report, task, metric, source, sources)
+    return out
+
+
+def _task_source_section(report: Report, task: str, metric: str, source: str, sources: list[str]) -> list[str]:
+    table = report.table[(report.table["task"] == task) & (report.table["data"] == source)]
+    data = table[table["metric"] == metric]
+    out = _figure(report, task, source, sources) + _result_table(data) + _best_lines(data, metric)
+    g = report.gains[(report.gains["task"] == task) & (report.gains["data"] == source)]
     if not g.empty:
-        out += [f"Gain of **{REFERENCE}** over each initialisation (Δ > 0: {REFERENCE} better; wins = seeds won of "
-                "paired seeds):", ""]
-        header, rows = _method_by_fraction(
-            g, lambda r: f"{fmt_number(r['gain'], r['reference_mean'], sign=True)} ({int(r['wins'])}/{int(r['paired'])})")
-        out += _md(rows, header)
+        out += _gain_table(g)
     elif REFERENCE not in set(data["method"]):
         out += [f"No {REFERENCE} rows for this task: no gains.", ""]
-    a = report.ablation[report.ablation["task"] == task]
+    a = report.ablation[(report.ablation["task"] == task) & (report.ablation["data"] == source)]
     if not a.empty:
         fractions = sorted(set(a["label_fraction"]))
         rows = []
@@ -391,19 +556,19 @@ def _task_section(report: Report, task: str, metric: str) -> list[str]:
             d = a[a["method"] == method].set_index("label_fraction")
             if d.empty:
                 continue
-            rows.append([step] + [f"{fmt_number(d.loc[f, 'mean'])} (Δ {fmt_number(d.loc[f, 'delta'], d.loc[f, 'mean'], True)})"
-                                  if f in d.index else "–"
-                                  for f in fractions])
+            rows.append([step, LABELS[source]]
+                        + [f"{fmt_number(d.loc[f, 'mean'])} (Δ {fmt_number(d.loc[f, 'delta'], d.loc[f, 'mean'], True)})"
+                           if f in d.index else "–" for f in fractions])
         out += ["Ablation (each step adds one component; Δ: oriented change from the step above):", ""]
-        out += _md(rows, ["step", *(fmt_percent(f) for f in fractions)])
+        out += _md(rows, ["step", "data", *(fmt_percent(f) for f in fractions)])
     else:
         present = [m for m, _ in ABLATION_CHAIN if m in set(data["method"])]
         out += [f"No ablation for this task: the run has {', '.join(present) or 'none'} of the chain "
                 f"{' → '.join(m for m, _ in ABLATION_CHAIN)} (run the notebook with those METHODS).", ""]
-    others = table[(table["task"] == task) & (table["metric"] != metric)]
+    others = table[table["metric"] != metric]
     if not others.empty:
         out += ["<details><summary>All other test metrics of this task</summary>", ""]
-        out += _md([[r["metric"], r["method"], fmt_percent(r["label_fraction"]), _result_cell(r)]
-                    for _, r in others.iterrows()], ["metric", "method", "fraction", "mean ± std [CI] (n)"])
+        out += _md([[r["metric"], r["method"], LABELS[source], fmt_percent(r["label_fraction"]), _result_cell(r)]
+                    for _, r in others.iterrows()], ["metric", "method", "data", "fraction", "mean ± std [CI] (n)"])
         out += ["</details>", ""]
     return out

@@ -220,7 +220,7 @@ def test_write_report_markdown_figures_and_protocol(run_dir):
     assert "+0.200 (3/3)" in text                                          # gain over scratch
     assert "+ reconstruction" in text and "No ablation for this task" in text  # nih14 has it, lits not
     assert "| pcrl_over_scratch_low |" in text and "cannot tell" in text  # the kit's claims file by default
-    assert "demo + synthetic (no DATA_ROOT)" in text and "8 planned; run 5,5,5; best 3,3,3" in text
+    assert "| stand-in (synthetic look-alike) | quick |" in text and "8 planned; run 5,5,5; best 3,3,3" in text
     assert "abc1234" in text and "torch 2.14.1" in text and "not recorded" in text
 
 
@@ -337,5 +337,6 @@ def test_look_alike_tasks_count_for_the_paper_task_and_degenerate_cis_do_not(tmp
     lits, brats = rep.verdicts
     assert lits.verdict == "supported" and [c.task for c in lits.cells] == ["lits_synthetic"]
     assert brats.verdict == "cannot tell" and "zero width" in brats.reason and brats.cells[0].outcome == "no CI"
-    assert set(rep.records.frame["data"]) == {"synthetic"} and set(rep.protocol["data"]) == {"synthetic"}
+    assert set(rep.records.frame["data"]) == {"stand-in"}                       # the row's own "data" entry wins
+    assert set(rep.protocol["data"]) == {"stand-in (synthetic look-alike)"}
     assert claim_checks.task_matches("lits_demo", "lits") and not claim_checks.task_matches("lithium", "lits")
