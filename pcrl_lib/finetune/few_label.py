@@ -127,6 +127,26 @@ def study_settings(cfg: Profile, task: str, *, epochs: int | None = None, method
                          tuple(resolved["seeds"]), window_out, overlap_out)
 
 
+def protocol_inputs(cfg: FinetuneConfig, train_set: Dataset, test_set: Dataset,
+                    train_patients: Sequence[Any] | None, label_fractions: Sequence[float] | None,
+                    seeds: Sequence[int] | None) -> tuple[tuple, tuple, np.ndarray]:
+    """The fractions, seeds and per-item patient ids of one few-label experiment (fine-tuning or linear probe):
+    ``cfg``'s fractions/seeds unless given; every training item its own patient unless ``train_patients`` says
+    otherwise. Raises ValueError for no fraction or seed, an empty test split or a patient list of the wrong length."""
+    fractions = tuple(cfg.label_fractions if label_fractions is None else label_fractions)
+    seeds = tuple(cfg.seeds if seeds is None else seeds)
+    if not fractions or not seeds:
+        raise ValueError("label_fractions and seeds must each hold at least one value")
+    if len(test_set) == 0:
+        raise ValueError("the test split is empty: the protocol reports on a held-out test split")
+    patients = (np.array([str(i) for i in range(len(train_set))], dtype=object) if train_patients is None
+                else patient_ids(train_patients))
+    if len(patients) != len(train_set):
+        raise ValueError(f"train_patients has {len(patients)} entries for {len(train_set)} training items; "
+                         "pass one patient id per item")
+    return fractions, seeds, patients
+
+
 def run_finetune(task: Any, make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset,
                  test_set: Dataset, cfg: FinetuneConfig, output_dir: str | os.PathLike, *, method: str,
                  train_patients: Sequence[Any] | None = None, label_fractions: Sequence[float] | None = None,
@@ -151,17 +171,7 @@ def run_finetune(task: Any, make_model: Callable[[], nn.Module], train_set: Data
         The result rows of every run: each test metric (split "test") and the selected validation score
         (split "val", metric ``task.main_metric``).
     """
-    fractions = tuple(cfg.label_fractions if label_fractions is None else label_fractions)
-    seeds = tuple(cfg.seeds if seeds is None else seeds)
-    if not fractions or not seeds:
-        raise ValueError("label_fractions and seeds must each hold at least one value")
-    if len(test_set) == 0:
-        raise ValueError("the test split is empty: the protocol reports on a held-out test split")
-    patients = (np.array([str(i) for i in range(len(train_set))], dtype=object) if train_patients is None
-                else patient_ids(train_patients))
-    if len(patients) != len(train_set):
-        raise ValueError(f"train_patients has {len(patients)} entries for {len(train_set)} training items; "
-                         "pass one patient id per item")
+    fractions, seeds, patients = protocol_inputs(cfg, train_set, test_set, train_patients, label_fractions, seeds)
     out = Path(output_dir)
     ctx = eval_context(task.spatial_dims, cfg, device)
     rows: list[ResultRow] = []

@@ -24,10 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import FinetuneConfig
-from ..data.splits import patient_ids, sample_fraction
+from ..data.splits import sample_fraction
 from ..env import seed_everything
 from ..metrics import roc_auc
 from .classify import ClassificationTask, match_channels
+from .few_label import protocol_inputs
 from .loop import EvalContext, eval_context
 from .records import ResultRow
 
@@ -99,16 +100,7 @@ def linear_probe(task: ClassificationTask, make_model: Callable[[], nn.Module], 
     extraction plus fit time."""
     import time
 
-    fractions = tuple(cfg.label_fractions if label_fractions is None else label_fractions)
-    seeds = tuple(cfg.seeds if seeds is None else seeds)
-    if not fractions or not seeds:
-        raise ValueError("label_fractions and seeds must each hold at least one value")
-    if len(test_set) == 0:
-        raise ValueError("the test split is empty: the probe reports on a held-out test split")
-    patients = (np.array([str(i) for i in range(len(train_set))], dtype=object) if train_patients is None
-                else patient_ids(train_patients))
-    if len(patients) != len(train_set):
-        raise ValueError(f"train_patients has {len(patients)} entries for {len(train_set)} training items")
+    fractions, seeds, patients = protocol_inputs(cfg, train_set, test_set, train_patients, label_fractions, seeds)
     ctx = eval_context(task.spatial_dims, cfg, device)
     rows: list[ResultRow] = []
     for seed in seeds:
