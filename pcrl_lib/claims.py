@@ -49,7 +49,7 @@ import pandas as pd
 from .finetune.records import ResultRow
 from .paths import repo_root
 from .pretrain_runs import PRETRAIN_METHODS
-from .provenance import LABELS, ON, UNKNOWN, is_probe, order, row_source
+from .provenance import LABELS, ON, REAL, UNKNOWN, is_probe, order, row_source
 
 CLAIMS_SCHEMA = "pcrl-claims/1"
 MIN_SEEDS = 2
@@ -316,6 +316,15 @@ def check_claims(claims: ClaimSet, rows: Sequence[ResultRow], table: pd.DataFram
                     cells.append(_evaluate_cell(task, metric, fraction, claim, table, per_seed, min_seeds))
         verdicts.append(replace(_decide(claim, tuple(cells), tasks, claims.low_fraction_max, min_seeds), data=data))
     return verdicts
+
+
+def check_claims_by_source(claims: ClaimSet, rows: Sequence[ResultRow], table: pd.DataFrame,
+                           headline: dict[str, str], *, min_seeds: int = MIN_SEEDS) -> list[Verdict]:
+    """:func:`check_claims` on each data source of ``table`` in turn (real first), never pooled: one verdict per
+    claim and source. A table without rows is checked as "on the real datasets" (every claim: cannot tell)."""
+    sources = order(table["data"]) if "data" in table.columns else []
+    return [v for source in (sources or [REAL])
+            for v in check_claims(claims, rows, table, headline, min_seeds=min_seeds, data=source)]
 
 
 def _decide(claim: Claim, cells: tuple[Cell, ...], tasks: list[str], low_max: float, min_seeds: int) -> Verdict:

@@ -41,7 +41,6 @@ Legend: ``f`` label fraction (share of training patients), ``s`` seed, ``n`` see
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -53,8 +52,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .claims import (CANNOT_TELL, CONTRADICTED, METHOD_ORDER, MIN_SEEDS, SUPPORTED, ClaimSet, Verdict, check_claims,
-                     fmt_number, fmt_percent, higher_is_better, load_claims, seed_values)
+from .claims import (CANNOT_TELL, CONTRADICTED, METHOD_ORDER, MIN_SEEDS, SUPPORTED, ClaimSet, Verdict,
+                     check_claims_by_source, fmt_number, fmt_percent, higher_is_better, load_claims, seed_values)
 from .course_records import RunRecords, collect_records
 from .fileio import atomic_write_text
 from .finetune.records import ResultRow, rows_to_frame, summarize
@@ -282,10 +281,7 @@ def build_report(run_dir: str | os.PathLike, *, claims: str | os.PathLike | Clai
     records = collect_records(run_dir, expected=expected, current=current)
     table = aggregate(records.rows)
     headline = headline_metrics(records.rows)
-    # One set of verdicts per data source, never pooled; a run without rows is checked "on the real datasets",
-    # where every claim is then "cannot tell" for want of a task.
-    verdicts = [v for source in (order(table["data"]) or [REAL])
-                for v in check_claims(claim_set, records.rows, table, headline, min_seeds=min_seeds, data=source)]
+    verdicts = check_claims_by_source(claim_set, records.rows, table, headline, min_seeds=min_seeds)
     return Report(Path(run_dir), records, table, headline, gains(records.rows, table, headline),
                   ablation(table, headline), protocol_table(records.frame, headline), claim_set, verdicts, min_seeds)
 

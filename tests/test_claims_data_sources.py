@@ -88,6 +88,8 @@ def test_stand_in_and_real_verdicts_are_separate_and_labelled(tmp_path):
     assert claim_checks.check_claims(claim_set, rows, table, headline)[0].qualified == \
         "contradicted on the real datasets (DATA_ROOT)"
     assert claim_checks.check_claims(claim_set, rows, table, headline, data="stand-in")[0].verdict == "supported"
+    assert [v.data for v in claim_checks.check_claims_by_source(claim_set, rows, table, headline)] == \
+        ["real", "stand-in"]
     with pytest.raises(ValueError, match="not a data source"):
         claim_checks.check_claims(claim_set, rows, table, headline, data="synthetic")
 
@@ -118,7 +120,8 @@ def test_linear_probe_rows_have_their_own_table_and_count_for_no_claim(tmp_path)
         (verdict,) = rep.verdicts
         assert verdict.verdict == "cannot tell" and {c.task for c in verdict.cells} == {"nih14"}, tasks
     assert claim_checks.task_matches("nih14_probe", "nih14_probe")
-    assert not claim_checks.task_matches("nih14_probe", "nih14") and not claim_checks.task_matches("nih14", "nih14_probe")
+    assert not claim_checks.task_matches("nih14_probe", "nih14")
+    assert not claim_checks.task_matches("nih14", "nih14_probe")
     report.write_report(rep)
     text = (run / "RESULTS.md").read_text()
     finetune_part, probe_part = text.split("#### nih14 — linear probe on frozen features")
