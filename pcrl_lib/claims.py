@@ -295,7 +295,7 @@ def check_claims(claims: ClaimSet, rows: Sequence[ResultRow], table: pd.DataFram
         raise ValueError(f"min_seeds must be a positive int, got {min_seeds!r}")
     sources = [row_source(r) for r in rows]
     if data is None:
-        data = (order(sources) or [UNKNOWN])[0]
+        data = (order(sources) or [REAL])[0]
     if data not in ON:
         raise ValueError(f"data={data!r} is not a data source; use one of {', '.join(ON)}")
     rows = [r for r, s in zip(rows, sources) if s == data]

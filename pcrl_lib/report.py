@@ -208,10 +208,13 @@ def protocol_table(frame: pd.DataFrame, headline: dict[str, str]) -> pd.DataFram
         best = [str(p.get("best_epoch", "?")) for p in protocols]
         peaks = [v for p in protocols for k, v in p.items() if k.startswith("peak")]
         sizes = sorted({f"{a}/{b}/{c}" for a, b, c in zip(g["n_train"], g["n_val"], g["n_test"])})
+        strengths = sorted({str((p.get("probe") or {}).get("C", "?")) for p in protocols})
+        epochs = (f"linear probe, no epochs (logistic regression, C = {'/'.join(strengths)})" if is_probe(task)
+                  else f"{'/'.join(planned)} planned; run {','.join(run)}; best {','.join(best)}")
         out.append({"task": task, "method": method, "label_fraction": fraction, "split": "test",
                     "seeds": ",".join(str(s) for s in sorted(g["seed"])),
                     "data": LABELS.get(data, data), "profile": _join(g["profile"]),
-                    "epochs": f"{'/'.join(planned)} planned; run {','.join(run)}; best {','.join(best)}",
+                    "epochs": epochs,
                     "device": _join(g["device"]), "wall_s": float(np.nansum(g["wall_time_s"].astype(float))),
                     "peak_memory": _join(peaks) if peaks else "not recorded", "versions": _join(g["versions"]),
                     "git_commit": _join(g["git_commit"]), "notebook": _join(g["notebook"]),
@@ -417,7 +420,7 @@ def render_markdown(report: Report) -> str:
             out += _probe_section(report, task + PROBE_SUFFIX, report.headline[task + PROBE_SUFFIX], "####")
 
     out += ["## Protocol of every result", "",
-            "One line per task × method × label fraction (headline metric, test split).", ""]
+            "One line per task × data source × method × label fraction (headline metric, test split).", ""]
     proto = report.protocol
     out += _md([[r["task"], r["method"], fmt_percent(r["label_fraction"]), r["split"], r["seeds"], r["data"], r["profile"],
                  r["epochs"], r["device"], f"{r['wall_s']:.1f}", r["peak_memory"], r["versions"], r["git_commit"],

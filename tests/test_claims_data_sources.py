@@ -114,6 +114,8 @@ def test_linear_probe_rows_have_their_own_table_and_count_for_no_claim(tmp_path)
     finetune = (_rows("nih14", 0.1, "pcrl", [0.70, 0.71], ci=0.1)            # overlapping CIs: cannot tell
                 + _rows("nih14", 0.1, "scratch", [0.69, 0.70], ci=0.1))
     probe = (_rows("nih14_probe", 0.1, "pcrl", [0.90, 0.91]) + _rows("nih14_probe", 0.1, "scratch", [0.55, 0.56]))
+    for r in probe:
+        r["protocol"] = {"probe": {"C": 1.0}}
     run = _run(tmp_path, {"05_chestxray14": (finetune + probe, None)})
     for tasks in (["nih14"], "all"):
         rep = report.build_report(run, claims=_claims(tmp_path, tasks))
@@ -131,6 +133,8 @@ def test_linear_probe_rows_have_their_own_table_and_count_for_no_claim(tmp_path)
     assert "its 95 % interval is clear of every other initialisation's" in probe_part
     assert SEPARATE in finetune_part                                          # overlapping fine-tuning intervals
     assert (run / "label_efficiency_nih14_probe.png").is_file()
+    probe_protocol = rep.protocol[rep.protocol["task"] == "nih14_probe"]["epochs"]
+    assert set(probe_protocol) == {"linear probe, no epochs (logistic regression, C = 1.0)"}
 
 
 def test_best_initialisation_wording_follows_the_intervals(tmp_path):
