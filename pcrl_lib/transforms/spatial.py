@@ -1,7 +1,7 @@
 """Spatial transforms for 2D images ``(B, C, H, W)`` and 3D volumes ``(B, C, X, Y, Z)``, batched with
 per-sample parameters: exact flips/90° rotations (one strided copy per sample), random affine (rotation + scale about
-the centre, one ``grid_sample``; 3D on CPU as two-slice 2D reads, a flip before or after folded into the same read)
-and Gaussian blur (one small matrix product per axis, in banded blocks on long axes; large 2D images by convolution).
+the centre, one ``grid_sample``; 3D on CPU as two-slice 2D reads) and Gaussian blur (one small matrix product per
+axis, in banded blocks on long axes; large 2D images by convolution).
 
 The released 3D pipeline (PCRL_SPEC §7) uses torchio's ``RandomFlip()``, ``RandomAffine()`` and
 ``RandomBlur()`` with their defaults; :class:`RandomFlip`, :class:`RandomAffine` and
@@ -338,38 +338,11 @@ class RandomAffine(RandomTransform):
         return AffineParams(batch_size=B, index=index, angles=angles,
                             scales=scales.expand(A, self.spatial_dims).contiguous())
 
-    def apply(self, x, params: AffineParams, flips_before: FlipParams | None = None,
-              flips_after: FlipParams | None = None) -> torch.Tensor:
-        """The drawn affine; ``flips_before`` / ``flips_after`` (a :class:`RandomFlip`'s draw) fold
-        a flip done before / after it into the same resampling, so the flip costs no copy of its
-        own: ``apply(x, pa, flips_before=pf) == apply(flip.apply(x, pf), pa)`` and ``apply(x, pa,
-        flips_after=pf) == flip.apply(apply(x, pa), pf)`` up to float rounding of the sampling grid.
-        """
+    def apply(self, x, params: AffineParams) -> torch.Tensor:
         check_batch(x, self.spatial_dims)
         check_params(params, AffineParams, x.shape[0])
         params = params.to(x.device)
         matrices = sampling_matrices(params.angles, params.scales)
-        B, sd = x.shape[0], self.spatial_dims
-        flips = []
-        for name, f in (("flips_before", flips_before), ("flips_after", flips_after)):
-            if f is not None:
-                check_params(f, FlipParams, B, name)
-                flips.append(f.flips.to(device=x.device, dtype=torch.bool))
-        if flips:
-            # A flip of axis d about the centre negates coordinate d: before the affine it negates
-            # row d of the sampling matrix (the input position), after it column d (the output's).
-            sign = lambda f: 1.0 - 2.0 * f.index_select(0, params.index).to(torch.float64)   # noqa: E731
-            if flips_before is not None:
-                matrices = matrices * sign(flips[0]).view(-1, sd, 1)
-            if flips_after is not None:
-                matrices = matrices * sign(flips[-1]).view(-1, 1, sd)
-            # Samples the affine leaves alone get their flips by themselves (before then after).
-            alone = torch.ones(B, dtype=torch.bool, device=x.device)
-            alone[params.index] = False
-            total = flips[0] ^ flips[1] if len(flips) == 2 else flips[0]
-            total = total & alone.view(B, 1)
-            if bool(total.any()):
-                x = flip_rotate(x, total, torch.zeros(B, dtype=torch.long, device=x.device))
         return apply_to_index(x, params.index, lambda xs: affine_resample(xs, matrices, self.pad, self.mode))
 
 

@@ -127,9 +127,8 @@ class PCRLViews2D:
         # for (v, v, v) (see ColorJitter), so the numbers are the same at a third of the cost.
         rgb = lambda t: t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t          # noqa: E731
         crop, p["crop"] = self.crop(images, generator, return_params=True)
-        p["rotate"] = self.rotate.draw(crop.shape, generator)
-        p["flip"] = self.flip.draw(crop.shape, generator)
-        v = self.rotate.apply(crop, p["rotate"], flips_after=p["flip"])          # the flip in the same read
+        v, p["rotate"] = self.rotate(crop, generator, return_params=True)
+        v, p["flip"] = self.flip(v, generator, return_params=True)
         if v.shape[1] == 1:
             p["gray"] = self.gray.draw(rgb(v).shape, generator)
             v = apply_to_index(v, p["gray"].index.to(v.device), lambda t: rgb_to_grayscale(rgb(t)))
@@ -141,7 +140,7 @@ class PCRLViews2D:
         x = self.cutout.apply_(normalize(rgb(v)), p["cutout"])            # normalize's output is ours
         c = draw_tca(x.shape[0], 2, generator, self.tca_flip_p).to(x.device)
         if self.align_targets:
-            crop = self.rotate.apply(crop, p["rotate"], flips_after=p["flip"])
+            crop = self.flip.apply(self.rotate.apply(crop, p["rotate"]), p["flip"])
         return x, tca_apply(x, c), c, normalize(rgb(crop)), p
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, return_params: bool = False):
@@ -187,9 +186,8 @@ class PCRLViews3D:
     def view(self, crop: torch.Tensor, mode: torch.Tensor, generator: torch.Generator):
         """One view of each crop ``(B, 1, X, Y, Z)``: ``(x, T, c, g, params)``."""
         p = {}
-        p["flip"] = self.flip.draw(crop.shape, generator)
-        p["affine"] = self.affine.draw(crop.shape, generator)
-        v = self.affine.apply(crop, p["affine"], flips_before=p["flip"])         # the flip in the same read
+        v, p["flip"] = self.flip(crop, generator, return_params=True)
+        v, p["affine"] = self.affine(v, generator, return_params=True)
         v, p["blur"] = self.blur(v, generator, return_params=True)
         v, p["shuffle"] = self.shuffle(v, generator, return_params=True)
         if self.nonlinear.p > 0:
@@ -199,7 +197,7 @@ class PCRLViews3D:
         c = draw_tca(x.shape[0], 3, generator, self.tca_flip_p).to(x.device)
         g = crop.contiguous()
         if self.align_targets:
-            g = self.affine.apply(crop, p["affine"], flips_before=p["flip"])
+            g = self.affine.apply(self.flip.apply(crop, p["flip"]), p["affine"])
         return x, tca_apply(x, c), c, g, p
 
     def __call__(self, pairs: torch.Tensor, generator: torch.Generator, return_params: bool = False):

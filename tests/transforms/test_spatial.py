@@ -51,25 +51,6 @@ def test_trilinear_by_slices_matches_one_3d_grid_sample(pad):
     assert affine_resample(paper, matrices, pad).equal(affine_resample(paper, matrices, pad, by_slices=True))
 
 
-def test_affine_folds_a_flip_before_or_after_into_its_resampling():
-    """``flips_before`` / ``flips_after`` give what a separate RandomFlip before / after gives, also
-    for the samples the affine skips (p < 1)."""
-    x = torch.rand(12, 1, 10, 8, 6, generator=_gen(21))
-    affine = RandomAffine(3, p=0.6)
-    flip = RandomFlip(3, p=0.5)
-    pa, pb, pc = affine.draw(x.shape, _gen(22)), flip.draw(x.shape, _gen(23)), flip.draw(x.shape, _gen(24))
-    assert 0 < pa.index.numel() < 12 and pb.flips.any() and pc.flips.any()
-    before = affine.apply(x, pa, flips_before=pb)
-    assert torch.allclose(before, affine.apply(flip.apply(x, pb), pa), atol=1e-5)
-    both = affine.apply(x, pa, flips_before=pb, flips_after=pc)
-    assert torch.allclose(both, flip.apply(affine.apply(flip.apply(x, pb), pa), pc), atol=1e-5)
-    images = torch.rand(9, 3, 14, 14, generator=_gen(25))
-    rotate, hflip = RandomAffine(2, scales=(1.0, 1.0), p=0.7, pad=0.0), RandomFlip(2, axes=(1,), p=0.5)
-    pr, pf = rotate.draw(images.shape, _gen(26)), hflip.draw(images.shape, _gen(27))
-    assert torch.allclose(rotate.apply(images, pr, flips_after=pf), hflip.apply(rotate.apply(images, pr), pf),
-                          atol=1e-5)
-
-
 def test_affine_2d_rotation_matches_torchvision_rotate():
     """Positive angles turn counter-clockwise, like torchvision; bilinear, zero fill."""
     x = torch.rand(6, 3, 12, 12, generator=_gen(4))
