@@ -57,7 +57,9 @@ def lab(tmp_path_factory):
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nbformat.write(nb, root / "widgets.ipynb")
     port, token = _free_port(), "pcrl-browser-test"
-    env = {k: v for k, v in os.environ.items() if k != "PCRL_HEADLESS"}   # the widgets, not their static form
+    # The widgets and the inline figures a learner gets: not the static form (PCRL_HEADLESS) nor the test
+    # command's non-interactive Agg backend, under which plt.show() draws nothing.
+    env = {k: v for k, v in os.environ.items() if k not in ("PCRL_HEADLESS", "MPLBACKEND")}
     env["JUPYTER_CONFIG_DIR"] = str(root / ".jupyter")
     server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}",
                                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
