@@ -315,8 +315,8 @@ def _smoke() -> Profile:
 
 
 def _quick() -> Profile:
-    # Sized with benchmarks/pretrain.py so that notebooks 03 and 04 (PCRL plus the five baselines) run in minutes on
-    # a 2-core CPU: a full 3D PCRL step at 32×32×16 costs ~1.2 s at width 4 but ~3 s at width 8 and ~8 s at
+    # Sized with benchmarks/pretrain.py so that notebook 03 (PCRL plus the five baselines, in 2D and in 3D) runs in
+    # minutes on a 2-core CPU: a full 3D PCRL step at 32×32×16 costs ~1.2 s at width 4 but ~3 s at width 8 and ~8 s at
     # width 16 (fp32, 1 thread); the cap of 12 steps per epoch keeps 3D at 72 steps, 2D at 60. The queue is
     # shorter than the quick pretraining sets (86 images, 144 pairs) and refills within ~3 steps, so the curves
     # leave the random initial queue behind early; lr 0.03 because 60–72 steps at the paper's 1e-3 barely move.

@@ -1,6 +1,6 @@
 """Assembling a pretraining run from a config: the method, the label-free dataset and the views.
 
-Used by the course (:func:`pcrl_lib.pretrain_runs.run_pretraining`, notebooks 03/04) and by the command line
+Used by the course (:func:`pcrl_lib.pretrain_runs.run_pretraining`, notebook 03 in 2D and 3D) and by the command line
 (:mod:`pcrl_lib.pretrain_cli`); the loop itself is :mod:`pcrl_lib.train`.
 """
 

@@ -1,4 +1,4 @@
-"""Figures and summaries of pretraining runs (notebooks 03 and 04): loss parts of several runs side by side,
+"""Figures and summaries of pretraining runs (notebook 03, 2D and 3D): loss parts of several runs side by side,
 start/end tables, and what the decoder reconstructs for each TCA code and for the hybrid encoder.
 
 Legend:
