@@ -7,7 +7,8 @@ Setup (after the ``parameters`` cell)::
 
 seeds Python/NumPy/torch, picks the device, prints the environment report, resolves the output folder and, when
 the real datasets are used (``DATA_ROOT`` set), checks the layout of each dataset the notebook reads before anything
-long runs. The course runner reads ``datasets=`` to check ``--data-root`` up front (:meth:`pcrl_lib.course.Notebook.datasets`).
+long runs. The course runner reads ``datasets=`` to check ``--data-root`` up front
+(:meth:`pcrl_lib.course.Notebook.datasets`).
 
 Record (the last code cell)::
 
