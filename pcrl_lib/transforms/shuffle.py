@@ -10,8 +10,8 @@ where they overlap. Here the same result comes from index arithmetic on the whol
    block volumes (at most ``6·6·3 = 108`` for a 64×64×32 cube), never over blocks or samples;
 2. ``apply`` turns (block, local index) into flat voxel indices with a small lookup table, volume
    by volume on the same matrices, resolves overlaps with ``scatter_reduce(amax)`` of (block
-   number, source voxel) packed into an int64 (the last block writing a voxel wins, as in the loop)
-   and reads every output voxel with one gather.
+   number within the sample, source voxel) packed into one int32 (the last block writing a voxel
+   wins, as in the loop; :func:`winning_sources`) and reads every output voxel with one gather.
 
 The result equals the released loop exactly for the same draws (``tests/transforms``); its cost is
 linear in the ~2·10⁵ block voxels per cube, whose random draws and index passes dominate on a CPU.
@@ -130,6 +130,56 @@ def _offset_table(max_sizes: list[int], strides: list[int], device) -> torch.Ten
     return offset
 
 
+def winning_sources(corners: torch.Tensor, sizes: torch.Tensor, perm: torch.Tensor, spatial, max_sizes: list[int],
+                    wide: bool | None = None) -> torch.Tensor:
+    """``(A, V)``: for every voxel of every shuffled sample, the voxel of the same sample (flat index,
+    raster order) whose value it receives; voxels no block covers read themselves.
+
+    ``corners``, ``sizes`` ``(A, N, sd)`` and ``perm`` as in :class:`ShuffleParams`; ``spatial`` the
+    sample's spatial sizes and ``max_sizes`` the largest block sides. Every block entry is scattered
+    with ``amax`` of (block number within its sample + 1, source voxel) packed into one integer, so
+    the last block writing a voxel wins, as in the released loop. The packing is per sample, so it
+    fits int32 (a ~2x cheaper scatter on CPU) while ``(N + 1) · 2^⌈log2 V⌉ < 2^31``
+    (10,000 blocks in a 64×64×32 cube: 1.3e9) and ``A · V < 2^31``; else int64 (``wide=True``
+    forces it; both give the same sources).
+    """
+    A, N, sd = corners.shape
+    dev = corners.device
+    V = math.prod(spatial)
+    bits = max(1, (V - 1).bit_length())
+    if wide is None:
+        wide = (N + 1) << bits >= 1 << 31 or A * V >= 1 << 31
+    itype = torch.int64 if wide else torch.int32
+    strides = [math.prod(spatial[d + 1:]) for d in range(sd)]
+    table = _offset_table(max_sizes, strides, dev).reshape(-1)                      # (S·P,) local offsets
+    # Destinations stay int64: the CPU scatter converts int32 indices first (~2x slower).
+    table_dest, table_src = table, table.to(itype)
+    P = math.prod(max_sizes)
+    flat = sizes.reshape(-1, sd)                                                   # (Nb, sd)
+    volumes = flat.prod(-1)
+    shape_id = torch.zeros_like(volumes)
+    for d in range(sd):
+        shape_id = shape_id * max_sizes[d] + (flat[:, d] - 1)
+    # Per block, in the order of volume_classes: first row of its shape in `table`, its first voxel
+    # in the sample (the source tag) and in the (A·V) batch (the destination).
+    order, classes = volume_classes(volumes)
+    row = (shape_id * P).index_select(0, order).to(itype)
+    start = (corners.reshape(-1, sd) * torch.tensor(strides, device=dev)).sum(-1).index_select(0, order)
+    dest_base = start + (order // N) * V
+    tag = ((((order % N) + 1) << bits) + start).to(itype)
+    packed = torch.arange(V, dtype=itype, device=dev).repeat(A)                  # tag 0: reads itself
+    local = torch.arange(max(v for v, _ in classes), dtype=itype, device=dev)
+    first = entry = 0
+    for v, c in classes:        # one (c, v) matrix per volume: block quantities broadcast over the row
+        rows = row[first:first + c].view(c, 1)
+        dest = table_dest.index_select(0, (rows + local[:v]).view(-1)).view(c, v)
+        dest.add_(dest_base[first:first + c].view(c, 1))
+        src = table_src.index_select(0, (rows + perm[entry:entry + c * v].view(c, v)).view(-1)).view(c, v)
+        packed.scatter_reduce_(0, dest.view(-1), src.add_(tag[first:first + c].view(c, 1)).view(-1), reduce="amax")
+        first, entry = first + c, entry + c * v
+    return packed.bitwise_and_((1 << bits) - 1).view(A, V)
+
+
 class LocalPixelShuffle(RandomTransform):
     """Shuffle the voxels inside many small random blocks (Models Genesis), with probability ``p``.
 
@@ -174,63 +224,30 @@ class LocalPixelShuffle(RandomTransform):
         if A == 0:
             return x.clone()
         params = params.to(x.device)
+        sd, dev = self.spatial_dims, x.device
         max_sizes = self.max_sizes(spatial)
-        if bool((params.sizes > torch.tensor(max_sizes, device=x.device)).any()) or \
-                bool((params.corners + params.sizes > torch.tensor(spatial, device=x.device)).any()):
+        flat_sizes = params.sizes.reshape(-1, sd)                                   # (Nb, sd)
+        if flat_sizes.amax(0).gt(torch.tensor(max_sizes, device=dev)).any() or \
+                (params.corners.reshape(-1, sd) + flat_sizes).amax(0).gt(torch.tensor(spatial, device=dev)).any():
             raise ValueError(f"params were drawn for a larger volume than x's spatial size {tuple(spatial)}")
-        V = math.prod(spatial)
-        strides = [math.prod(spatial[d + 1:]) for d in range(self.spatial_dims)]
-        table = _offset_table(max_sizes, strides, x.device).reshape(-1)                     # (S·P,) long
-        P = math.prod(max_sizes)
-
-        sizes = params.sizes.reshape(-1, self.spatial_dims)                        # (Nb, sd)
-        volumes = sizes.prod(-1)
+        V, N = math.prod(spatial), params.sizes.shape[1]
+        volumes = flat_sizes.prod(-1)
         total = params.perm.numel()
         if total != int(volumes.sum()):
             raise ValueError(f"params.perm has {total} entries, but the blocks hold {int(volumes.sum())} voxels")
-        # Per block (Nb,): first row of its shape in `table`, and its first voxel in the (A·V) batch
-        # tagged with the block number (see the scatter below).
-        shape_id = torch.zeros_like(volumes)
-        for d in range(self.spatial_dims):
-            shape_id = shape_id * max_sizes[d] + (sizes[:, d] - 1)
-        number = torch.arange(volumes.numel(), device=x.device)
-        span = A * V
-        base = (number // params.sizes.shape[1]) * V + (params.corners.reshape(-1, self.spatial_dims)
-                                                        * torch.tensor(strides, device=x.device)).sum(-1)
-        order, classes = volume_classes(volumes)
-        row = (shape_id * P).index_select(0, order)
-        base = base.index_select(0, order)
-        # The loop writes blocks in order, so the last block covering a voxel wins. Packing
-        # (block number + 1, source voxel) into one int64 (bits 32+ and 0–31) lets scatter-amax
-        # find the winner and where its value comes from; voxels no block covers keep tag 0 and
-        # read themselves. One (count, v) matrix per volume: block quantities broadcast over the
-        # row, no per-entry block lookup.
-        if span >= 1 << 32:
-            raise ValueError(f"{A} shuffled samples of {V} voxels are too many for one call; apply in smaller batches")
-        tagged = ((order + 1) << 32) + base
-        packed = torch.arange(span, device=x.device)
-        perm = params.perm
-        first = entry = 0
-        for v, c in classes:
-            rows = row[first:first + c].view(c, 1)
-            local = torch.arange(v, device=x.device)
-            dest = table.take(rows + local).add_(base[first:first + c].view(c, 1))
-            src = table.take(rows + perm[entry:entry + c * v].view(c, v)).add_(tagged[first:first + c].view(c, 1))
-            packed.scatter_reduce_(0, dest.view(-1), src.view(-1), reduce="amax")
-            first, entry = first + c, entry + c * v
-        source = packed.bitwise_and_(0xFFFFFFFF)                                   # (A·V,) voxel read per voxel
+        source = winning_sources(params.corners, params.sizes, params.perm, spatial, max_sizes)   # (A, V)
 
         if C == 1 and x.is_contiguous():
             # One gather from x itself: shift each shuffled sample's sources to its place in the batch.
-            if A < B:
-                source = source.view(A, V).add_(((params.index - torch.arange(A, device=x.device)) * V).view(A, 1))
+            source = source.add_((params.index * V).to(source.dtype).view(A, 1))
             ys = x.reshape(-1).index_select(0, source.view(-1))
             if A == B:
                 return ys.view(x.shape)
             out = x.clone()
             return out.index_copy_(0, params.index, ys.view(A, C, *spatial))
         out = x.clone()
-        xs = x.index_select(0, params.index).transpose(0, 1).reshape(C, span)
-        ys = xs.index_select(1, source)
+        source = source.add_((torch.arange(A, device=dev) * V).to(source.dtype).view(A, 1))
+        xs = x.index_select(0, params.index).transpose(0, 1).reshape(C, A * V)
+        ys = xs.index_select(1, source.view(-1))
         out.index_copy_(0, params.index, ys.view(C, A, *spatial).transpose(0, 1))
         return out

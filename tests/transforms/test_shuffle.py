@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pcrl_lib.transforms import LocalPixelShuffle
-from pcrl_lib.transforms.shuffle import ShuffleParams, block_permutations, volume_classes
+from pcrl_lib.transforms.shuffle import ShuffleParams, block_permutations, volume_classes, winning_sources
 
 from . import oracles
 
@@ -25,6 +25,19 @@ def test_batched_equals_released_loop(shape, n_blocks, p):
     assert params.sizes.flatten(0, 1).amax(0).tolist() == [n // 10 for n in shape[2:]] and params.sizes.min() == 1
     assert torch.equal(y, oracles.local_shuffle(x, params))
     assert not torch.equal(y, x)
+
+
+def test_paper_cube_int32_packing_equals_int64_and_the_released_loop():
+    """A 64x64x32 cube with 10,000 blocks packs (block, source) into int32 per sample; the int64
+    packing (used when that would overflow) gives the same sources, and both the released loop's output."""
+    x = torch.rand(2, 1, 64, 64, 32, generator=_gen(10))
+    t = LocalPixelShuffle(3, p=1.0)
+    params = t.draw(x.shape, _gen(11))
+    args = (params.corners, params.sizes, params.perm, (64, 64, 32), t.max_sizes((64, 64, 32)))
+    narrow, wide = winning_sources(*args), winning_sources(*args, wide=True)
+    assert narrow.dtype == torch.int32 and wide.dtype == torch.int64
+    assert torch.equal(narrow.long(), wide)
+    assert torch.equal(t.apply(x, params), oracles.local_shuffle(x, params))
 
 
 def test_single_block_keeps_its_multiset_and_nothing_else_moves():
