@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from pcrl_lib.transforms import LocalPixelShuffle
-from pcrl_lib.transforms.shuffle import ShuffleParams, block_permutations, volume_classes, winning_sources
+from pcrl_lib.transforms.base import randint
+from pcrl_lib.transforms.shuffle import (ShuffleParams, block_permutations, draw_blocks, volume_classes,
+                                         winning_sources)
 
 from . import oracles
 
@@ -38,6 +40,19 @@ def test_paper_cube_int32_packing_equals_int64_and_the_released_loop():
     assert narrow.dtype == torch.int32 and wide.dtype == torch.int64
     assert torch.equal(narrow.long(), wide)
     assert torch.equal(t.apply(x, params), oracles.local_shuffle(x, params))
+
+
+@pytest.mark.parametrize("count, max_sizes, spatial", [((3, 10_000), [6, 6, 3], [64, 64, 32]),
+                                                        ((5, 300), [4, 3], [40, 30]), ((2, 50), [1, 1, 1], [9, 9, 9])])
+def test_draw_blocks_gives_the_numbers_of_the_generic_randint(count, max_sizes, spatial):
+    """The float64 shortcut draws exactly what two base.randint calls drew before (same stream)."""
+    one = torch.ones((*count, len(spatial)), dtype=torch.long)
+    gen = _gen(12)
+    sizes = randint(one, one * torch.tensor(max_sizes), gen)
+    corners = randint(torch.zeros_like(sizes), torch.tensor(spatial) - sizes, gen)
+    got_corners, got_sizes = draw_blocks(count, max_sizes, spatial, _gen(12))
+    assert got_sizes.dtype == got_corners.dtype == torch.long
+    assert torch.equal(got_sizes, sizes) and torch.equal(got_corners, corners)
 
 
 def test_single_block_keeps_its_multiset_and_nothing_else_moves():
