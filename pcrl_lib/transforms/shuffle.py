@@ -59,8 +59,13 @@ def volume_classes(volumes: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int,
     that order. :attr:`ShuffleParams.perm` stores the ``(count, volume)`` permutation matrices of
     the classes one after the other.
     """
-    vol_sorted, order = torch.sort(volumes.long(), stable=True)
-    counts = torch.bincount(vol_sorted)
+    volumes = volumes.long()
+    counts = torch.bincount(volumes) if volumes.numel() else volumes.new_zeros(1)
+    if volumes.device.type == "cpu" and counts.numel() <= 1 << 15:
+        # NumPy's stable argsort of int16 is a radix sort: ~5x faster than torch's stable sort here.
+        order = torch.from_numpy(np.argsort(volumes.to(torch.int16).numpy(), kind="stable"))
+    else:
+        order = torch.sort(volumes, stable=True).indices
     present = torch.nonzero(counts).flatten()
     return order, list(zip(present.tolist(), counts.index_select(0, present).tolist()))
 

@@ -92,6 +92,16 @@ def test_block_permutations_are_valid_and_uniform():
     assert all(850 < c < 1150 for c in counts.values()), counts
 
 
+@pytest.mark.parametrize("high", [109, 40_000])
+def test_volume_classes_order_is_the_stable_torch_sort(high):
+    """The radix (NumPy int16) argsort for small volumes, torch's stable sort above, same order."""
+    volumes = torch.randint(1, high, (5000,), generator=_gen(13))
+    order, classes = volume_classes(volumes)
+    assert torch.equal(order, torch.sort(volumes, stable=True).indices)
+    values, counts = torch.unique(volumes, return_counts=True)
+    assert classes == list(zip(values.tolist(), counts.tolist()))
+
+
 def test_block_permutations_equal_the_torch_sort_of_the_same_keys():
     """The faster row sorts (NumPy, one compare-exchange for pairs) give exactly the permutations of
     the key sort they replace: same generator, same numbers."""
