@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from .base import (Params, RandomTransform, check_batch, check_generator, check_interval, check_params,
@@ -29,33 +28,78 @@ class CropParams(Params):
         return self.boxes.shape[0]
 
 
-def _crop_resize_by_grid(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """:func:`crop_resize` as ``grid_sample`` reads (vectorised on CPU, ``roi_align`` is not).
+def _taps(start: torch.Tensor, length: torch.Tensor, n: int, size: int):
+    """roi_align's samples along one axis as two-tap linear reads, for every sample at once.
 
-    roi_align's samples along an axis with ``g = ceil(crop / size)`` samples per output pixel lie on
-    the uniform fine grid ``start - 0.5 + (k + 0.5) crop / (size g)``, ``k < size g``, and it clamps
-    reads to the image (``padding_mode="border"``); each output pixel is the mean of its ``g_h x g_w``
-    fine samples. One ``grid_sample`` per sample (a view of x, no gather). Equal to roi_align up to
-    float32 rounding of the normalised coordinates (~1e-7 x side / 2 of a pixel).
+    A crop of ``length`` pixels from ``start`` gets ``g = ceil(length / size)`` samples per output
+    pixel at ``start - 0.5 + (i + (j + 0.5) / g) length / size``, ``j < g``, clamped to ``[0, n - 1]``
+    (roi_align's border clamp). Samples ``j >= g`` of a sample with fewer than ``G = max g`` repeat
+    sample ``g - 1`` and get weight 0.
+
+    Returns ``G``, ``lo``, ``hi`` ``(B, size·G)`` long (the two pixels read), ``t`` ``(B, size·G)``
+    float64 (weight of ``hi``) and ``weights`` ``(B, G)`` float64 (``1/g`` for ``j < g``, else 0).
+    """
+    g = -(-length // size)
+    G = int(g.max())
+    j = torch.arange(G, dtype=torch.float64)
+    per = g.double().view(-1, 1, 1)
+    i = torch.arange(size, dtype=torch.float64).view(1, -1, 1)
+    p = start.double().view(-1, 1, 1) - 0.5 + (i + (torch.minimum(j, per - 1) + 0.5) / per) \
+        * (length.double().view(-1, 1, 1) / size)
+    p = p.clamp_(0, n - 1).view(g.shape[0], -1)
+    lo = p.floor()
+    t = p - lo
+    lo = lo.long()
+    return G, lo, (lo + 1).clamp_max_(n - 1), t, (j < per.view(-1, 1)) / per.view(-1, 1)
+
+
+def _crop_resize_separable(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`crop_resize` as two 1D passes: roi_align's bilinear average is separable (rows, then
+    columns, each a two-tap ``lerp`` per sample and an average over the ``g`` samples of a pixel).
+
+    Per sample from 128² up (row reads of the crop's columns only), in one batched ``gather`` per
+    pass below (per-sample calls would cost more than they save). The coordinates are float64, so
+    this is closer to roi_align's exact samples than its float32 coordinates (~1e-7 vs ~1e-5).
     """
     B, C, H, W = x.shape
+    top, left, height, width = boxes.unbind(1)
+    Gy, y0, y1, ty, my = _taps(top, height, H, size)
+    Gx, x0, x1, tx, mx = _taps(left, width, W, size)
+    ty, tx, my, mx = ty.to(x.dtype), tx.to(x.dtype), my.to(x.dtype), mx.to(x.dtype)
+
+    def lerp_rows(v, lo, hi, t, m, G):
+        """``v`` ``(..., n, m)``: rows ``lo``/``hi`` ``(..., size·G)`` blended by ``t``, averaged over G."""
+        r = torch.lerp(v.gather(-2, lo), v.gather(-2, hi), t)
+        if G == 1:
+            return r
+        return (r.view(*r.shape[:-2], size, G, r.shape[-1]) * m).sum(-2)
+
+    if size < 128:
+        K = y0.shape[1]
+        index = lambda i, n: i.view(B, 1, -1, 1).expand(B, C, i.shape[1], n)          # noqa: E731
+        rows = lerp_rows(x, index(y0, W), index(y1, W), ty.view(B, 1, K, 1), my.view(B, 1, 1, Gy, 1), Gy)
+        cols = rows.transpose(2, 3).contiguous()                                      # (B, C, W, size)
+        K = x0.shape[1]
+        out = lerp_rows(cols, index(x0, size), index(x1, size), tx.view(B, 1, K, 1), mx.view(B, 1, 1, Gx, 1), Gx)
+        return out.transpose(2, 3).contiguous()
     out = torch.empty(B, C, size, size, dtype=x.dtype, device=x.device)
-    k = torch.arange(size * max(1, -(-max(H, W) // size)), dtype=torch.float64) + 0.5      # fine grid steps
-    for b, (top, left, height, width) in enumerate(boxes.tolist()):
-        gh, gw = -(-height // size), -(-width // size)
-        # pixel centres → grid_sample's normalised coordinates (2 p + 1) / n - 1
-        gy = ((2 * (top - 0.5 + k[:size * gh] * (height / (size * gh))) + 1) / H - 1).to(x.dtype)
-        gx = ((2 * (left - 0.5 + k[:size * gw] * (width / (size * gw))) + 1) / W - 1).to(x.dtype)
-        grid = torch.stack(torch.broadcast_tensors(gx.view(1, 1, -1), gy.view(1, -1, 1)), -1)
-        read = F.grid_sample(x[b:b + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-        if gh * gw == 1:
-            out[b] = read
-            continue
-        if gw > 1:
-            read = sum(read[..., j::gw] for j in range(1, gw)) + read[..., 0::gw]
-        if gh > 1:
-            read = sum(read[:, j::gh] for j in range(1, gh)) + read[:, 0::gh]
-        torch.mul(read, 1.0 / (gh * gw), out=out[b])
+    first, last = x0.amin(1).tolist(), x1.amax(1).tolist()
+    mine = lambda v, b, G, g: v[b].view(size, G)[:, :g].reshape(-1)    # noqa: E731 (sample b's size·g taps)
+    for b, (gy, gx) in enumerate(zip((-(-height // size)).tolist(), (-(-width // size)).tolist())):
+        a = first[b]
+        sub = x[b, :, :, a:last[b] + 1]
+        rows = torch.lerp(sub.index_select(1, mine(y0, b, Gy, gy)), sub.index_select(1, mine(y1, b, Gy, gy)),
+                          mine(ty, b, Gy, gy).view(-1, 1))
+        if gy > 1:
+            rows = rows.view(C, size, gy, -1).sum(2)
+        cols = rows.transpose(1, 2).contiguous()                                      # (C, crop columns, size)
+        read = torch.lerp(cols.index_select(1, mine(x0, b, Gx, gx) - a), cols.index_select(1, mine(x1, b, Gx, gx) - a),
+                          mine(tx, b, Gx, gx).view(-1, 1))
+        if gx > 1:
+            read = read.view(C, size, gx, size).sum(2)
+        if gx * gy > 1:
+            read.mul_(1.0 / (gx * gy))
+        out[b] = read.transpose(1, 2)
     return out
 
 
@@ -64,13 +108,16 @@ def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor
 
     Bilinear sampling at the output pixel centres; when a crop is larger than the output, each output
     pixel averages ``ceil(crop / size)``² samples (roi_align's adaptive sampling), which
-    anti-aliases downscaling. On CPU (float, no autograd) for outputs from 128² up, the same samples
-    are read by :func:`_crop_resize_by_grid` (below, its per-sample calls cost about what they
-    save), else by one ``roi_align``.
+    anti-aliases downscaling. On CPU (float, no autograd) the same samples are read in two
+    separable passes (:func:`_crop_resize_separable`, 1.4-2x faster than ``roi_align``; equal to it
+    up to float32 rounding), else by one ``roi_align``. A channel axis broadcast with ``expand``
+    (a gray image as RGB) is resized once.
     """
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad \
-            and size >= 128:
-        return _crop_resize_by_grid(x, boxes.to(x.device), size)
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+        boxes = boxes.to(x.device)
+        if x.shape[1] > 1 and x.stride(1) == 0:
+            return _crop_resize_separable(x[:, :1], boxes, size).expand(-1, x.shape[1], -1, -1).contiguous()
+        return _crop_resize_separable(x, boxes, size)
     boxes = boxes.to(device=x.device, dtype=x.dtype)
     top, left, height, width = boxes.unbind(1)
     rois = torch.stack([torch.arange(x.shape[0], device=x.device, dtype=x.dtype),

@@ -4,7 +4,7 @@ import torchvision.transforms as T
 
 from pcrl_lib.transforms import (ColorJitter, Cutout, RandomGrayscale, RandomResizedCrop, denormalize, normalize)
 from pcrl_lib.transforms.color import hsv_to_rgb, rgb_to_hsv
-from pcrl_lib.transforms.crop import _crop_resize_by_grid, crop_resize
+from pcrl_lib.transforms.crop import crop_resize
 
 from . import oracles
 
@@ -22,17 +22,24 @@ def test_crop_resize_matches_per_image_bilinear_average(size):
     assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-5)
 
 
-@pytest.mark.parametrize("size", [16, 40])
-def test_crop_resize_by_grid_sample_reads_the_same_samples(size):
-    """The CPU grid_sample path (outputs from 64² up) against the same oracle, at the test sizes and
-    at the paper's 224² from 256² (downscaled axes average 2 samples, crops on the image border)."""
-    x = torch.rand(10, 3, 37, 29, generator=_gen())
+@pytest.mark.parametrize("size", [16, 40, 128])   # batched passes (< 128) and per-sample passes (128 up)
+def test_separable_crop_resize_reads_roi_aligns_samples(size):
+    """The CPU separable passes against the oracle and against the previous path, roi_align (still
+    used with autograd): equal up to roi_align's float32 coordinates (2e-5 at 224² from 256²). Also
+    the paper's 224² from 256² (downscaled axes average 2 samples, crops on the image border) and a
+    gray image expanded to RGB (resized once, the same numbers)."""
+    x = torch.rand(10, 3, 37, 29, generator=_gen()) if size < 128 else torch.rand(6, 2, 150, 140, generator=_gen())
     params = RandomResizedCrop(size).draw(x.shape, _gen(1))
-    y = _crop_resize_by_grid(x, params.boxes, size)
-    assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-5)
+    y = crop_resize(x, params.boxes, size)
+    assert torch.allclose(y, oracles.crop_resize(x, params.boxes, size), atol=1e-6)
+    roi = crop_resize(x.clone().requires_grad_(), params.boxes, size).detach()
+    assert torch.allclose(y, roi, atol=1e-5)
     big = torch.rand(4, 1, 256, 256, generator=_gen(2))
     boxes = torch.tensor([[0, 0, 256, 256], [30, 0, 120, 226], [0, 17, 240, 100], [131, 140, 125, 116]])
-    assert torch.allclose(crop_resize(big, boxes, 224), oracles.crop_resize(big, boxes, 224), atol=5e-5)
+    y = crop_resize(big, boxes, 224)
+    assert torch.allclose(y, oracles.crop_resize(big, boxes, 224), atol=1e-6)
+    assert torch.allclose(y, crop_resize(big.clone().requires_grad_(), boxes, 224).detach(), atol=5e-5)
+    assert torch.equal(crop_resize(big.expand(-1, 3, -1, -1), boxes, 224), y.expand(-1, 3, -1, -1))
 
 
 def test_crop_boxes_follow_torchvision_rule():
