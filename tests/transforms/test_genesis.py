@@ -144,6 +144,40 @@ def test_painting_draws_noise_only_where_it_paints():
         t.apply(torch.rand(40, 2, 30, 24, 14), params)
 
 
+def _torch_painting_draw(t, shape, generator):
+    """Painting.draw as it was written before its integer arithmetic moved to NumPy (torch ops on
+    the generator's device, base.randint), kept to check that the draw did not change."""
+    from pcrl_lib.transforms.base import rand, randint
+    B, _, *spatial = shape
+    mode = t.draw_mode(B, generator)
+    index = torch.nonzero(mode != 0).flatten()
+    outpaint = mode.index_select(0, index) == 2
+    A, K, sd = index.numel(), t.max_boxes, len(spatial)
+    n = torch.tensor(spatial, dtype=torch.long).expand(A, K, sd)
+    go = (rand((A, K), generator) < t.continue_p).long()
+    count = torch.where(outpaint, 1 + go[:, :K - 1].cumprod(1).sum(1), go.cumprod(1).sum(1))
+    size_in = randint(n // 6, n // 3, generator).clamp_min(1)
+    size_out = n - randint(3 * n // 7, 4 * n // 7, generator)
+    sizes = torch.where(outpaint.view(A, 1, 1), size_out, size_in)
+    margin = torch.minimum(torch.full_like(n, t.margin), (n - sizes) // 2)
+    corners = randint(margin, n - sizes - margin, generator)
+    used = torch.arange(K).view(1, K) < count.view(A, 1)
+    fill = int((sizes.prod(-1) * (used & ~outpaint.view(A, 1))).sum())
+    return (index, outpaint, corners, sizes, count, rand((int(outpaint.sum()), 1, *spatial), generator),
+            rand((fill,), generator))
+
+
+@pytest.mark.parametrize("shape, inpaint_p, max_boxes", [((40, 1, 64, 64, 32), 0.5, 5), ((30, 2, 9, 7, 5), 0.5, 3),
+                                                        ((20, 3, 40, 30), 0.3, 1), ((6, 1, 64, 64, 32), 1.0, 5)])
+def test_painting_draw_is_the_torch_draw_it_replaced(shape, inpaint_p, max_boxes):
+    t = Painting(len(shape) - 2, p=0.8, inpaint_p=inpaint_p, max_boxes=max_boxes)
+    params = t.draw(shape, _gen(14))
+    reference = _torch_painting_draw(t, shape, _gen(14))
+    got = (params.index, params.outpaint, params.corners, params.sizes, params.count, params.canvas, params.box_noise)
+    for name, a, b in zip("index outpaint corners sizes count canvas box_noise".split(), got, reference):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
 @pytest.mark.parametrize("n_points", [7, 1000, 100_000])
 def test_curve_lookup_table_equals_exact_interp_also_on_steep_curves(n_points):
     from pcrl_lib.transforms.genesis import apply_curve, batched_interp, bezier_lookup
