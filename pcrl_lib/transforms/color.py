@@ -190,35 +190,86 @@ class ColorJitter(RandomTransform):
         order = rand((A, 4), generator).argsort(1)
         return JitterParams(batch_size=B, index=index, factors=factors, order=order)
 
+    def _jitter_gray(self, v: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """The jitter of gray images ``v`` ``(A, 1, H, W)`` (standing for (v, v, v)), all samples at once.
+
+        On a gray image brightness, contrast and saturation are each a per-sample affine map then
+        the clamp to [0, 1]: ``f v``, ``f v + (1 − f) mean(luma)`` and ``f v + (1 − f) luma`` with
+        ``luma = (0.2989 + 0.587 + 0.114) v``; hue leaves it as it is. So each of the four steps is
+        one scale, shift and clamp over the batch (scale 1, shift 0 where a sample's step is the
+        identity), not a gather per operation. Equal to the per-operation formulas up to float32
+        rounding of the folded luma weights (~1e-7) for inputs in [0, 1] (an input outside [0, 1]
+        is clamped at the first step any sample changes, not at its own first change).
+        """
+        A = v.shape[0]
+        luma = sum(LUMA)
+        rows = torch.arange(A, device=v.device)
+        enabled = torch.tensor([s != 0.0 for s in self.strengths], device=v.device)
+        y = v
+        for step in range(4):
+            op = order[:, step]
+            f = factors[rows, op].to(torch.float64)
+            active = (op != 3) & enabled[op]
+            if not bool(active.any()):
+                continue
+            contrast = active & (op == 1)
+            shift = None
+            if bool(contrast.any()):
+                mean = torch.zeros(A, dtype=torch.float64, device=v.device)
+                mean[contrast] = y[contrast].mean(dim=(1, 2, 3)).double()
+                shift = torch.where(contrast, (1 - f) * luma * mean, 0.0).to(v.dtype).view(A, 1, 1, 1)
+            scale = torch.where(active, torch.where(op == 2, f + (1 - f) * luma, f), 1.0)
+            y = y * scale.to(v.dtype).view(A, 1, 1, 1)                  # a new tensor: v is the caller's
+            if shift is not None:
+                y.add_(shift)
+            y.clamp_(0.0, 1.0)
+        return y
+
+    def _jitter_colour(self, xs: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """The jitter of RGB images ``xs`` ``(A, 3, H, W)``: each operation at each step vectorised over
+        the samples that run it, on one working copy."""
+        neutral = (1.0, 1.0, 1.0, 0.0)
+        xs = xs.clone()   # one working copy, updated in place (selections within a step are disjoint)
+        for step in range(4):
+            for op, fn in enumerate(_OPS):
+                if self.strengths[op] == 0.0:
+                    continue
+                sel = torch.nonzero(order[:, step] == op).flatten()
+                if op == 3 and sel.numel():
+                    # A hue turn leaves a gray image (R = G = B) exactly as it is: skip those.
+                    sub = xs.index_select(0, sel)
+                    gray = ((sub[:, 0] == sub[:, 1]) & (sub[:, 1] == sub[:, 2])).flatten(1).all(1)
+                    sel = sel[~gray]
+                if sel.numel() == 0:
+                    continue
+                factor = factors.index_select(0, sel)[:, op]
+                if bool((factor == neutral[op]).all()):
+                    continue
+                xs.index_copy_(0, sel, fn(xs.index_select(0, sel), factor))
+        return xs
+
     def apply(self, x, params: JitterParams) -> torch.Tensor:
         check_batch(x, 2)
         if x.shape[1] not in (1, 3):
             raise ValueError(f"x must have 3 channels (RGB) or 1 (gray), got {x.shape[1]}")
         check_params(params, JitterParams, x.shape[0])
         params = params.to(x.device)
-        neutral = (1.0, 1.0, 1.0, 0.0)
+        factors, order = params.factors, params.order
 
         def jitter(xs):
-            xs = xs.clone()   # one working copy, updated in place (selections within a step are disjoint)
-            for step in range(4):
-                for op, fn in enumerate(_OPS):
-                    if self.strengths[op] == 0.0:
-                        continue
-                    # Vectorised over the samples that run operation `op` at this step.
-                    sel = torch.nonzero(params.order[:, step] == op).flatten()
-                    if op == 3 and xs.shape[1] == 1:
-                        continue                           # a gray image has no hue to turn
-                    if op == 3 and sel.numel() and xs.shape[1] == 3:
-                        # A hue turn leaves a gray image (R = G = B) exactly as it is: skip those.
-                        sub = xs.index_select(0, sel)
-                        gray = ((sub[:, 0] == sub[:, 1]) & (sub[:, 1] == sub[:, 2])).flatten(1).all(1)
-                        sel = sel[~gray]
-                    if sel.numel() == 0:
-                        continue
-                    factor = params.factors.index_select(0, sel)[:, op]
-                    if bool((factor == neutral[op]).all()):
-                        continue
-                    xs.index_copy_(0, sel, fn(xs.index_select(0, sel), factor))
-            return xs
+            if xs.shape[1] == 1:
+                return self._jitter_gray(xs, factors, order)
+            # RGB samples that are gray on entry (R = G = B: a gray image as RGB) take the gray
+            # path on one channel, so they get exactly the numbers of their one-channel image.
+            gray = ((xs[:, 0] == xs[:, 1]) & (xs[:, 1] == xs[:, 2])).flatten(1).all(1)
+            if not bool(gray.any()):
+                return self._jitter_colour(xs, factors, order)
+            g, c = torch.nonzero(gray).flatten(), torch.nonzero(~gray).flatten()
+            out = torch.empty_like(xs)
+            out.index_copy_(0, g, self._jitter_gray(xs.index_select(0, g)[:, :1], factors[g], order[g])
+                            .expand(-1, 3, -1, -1))
+            if c.numel():
+                out.index_copy_(0, c, self._jitter_colour(xs.index_select(0, c), factors[c], order[c]))
+            return out
 
         return apply_to_index(x, params.index, jitter)

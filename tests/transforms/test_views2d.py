@@ -158,3 +158,24 @@ def test_jitter_of_one_channel_is_the_jitter_of_its_gray_rgb_image():
     three = jitter.apply(v.expand(-1, 3, -1, -1).contiguous(), params)
     assert one.shape == (8, 1, 10, 10)
     assert torch.equal(three, one.expand(-1, 3, -1, -1))
+
+
+@pytest.mark.parametrize("strengths", [(0.4, 0.4, 0.4, 0.4), (0.0, 1.5, 0.0, 0.2), (1.5, 0.0, 2.0, 0.0)])
+def test_gray_jitter_in_one_pass_per_step_matches_torchvision(strengths):
+    """Gray images (one channel, or R = G = B samples of an RGB batch) are jittered by one scale, shift
+    and clamp per step over the whole batch; torchvision's per-image operations on the gray RGB image
+    (the released-faithful reference, as the per-operation path computed them) agree to 1e-6 (the
+    folded luma weights round differently), with zero strengths and factors down to 0 too. The gray
+    samples of a mixed RGB batch get exactly the numbers of their one channel."""
+    v = torch.rand(12, 1, 11, 9, generator=_gen(30))
+    jitter = ColorJitter(*strengths)
+    params = jitter.draw((12, 3, 11, 9), _gen(31))
+    one = jitter.apply(v, params)
+    reference = oracles.jitter(v.expand(-1, 3, -1, -1).contiguous(), params)
+    assert torch.allclose(one.expand(-1, 3, -1, -1), reference, atol=1e-6)
+    mixed = v.expand(-1, 3, -1, -1).clone()
+    mixed[::3] = torch.rand(4, 3, 11, 9, generator=_gen(32))
+    out = jitter.apply(mixed, params)
+    gray = [b for b in range(12) if b % 3]
+    assert torch.equal(out[gray], one[gray].expand(-1, 3, -1, -1))
+    assert torch.allclose(out, oracles.jitter(mixed, params), atol=1e-5)
