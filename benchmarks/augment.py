@@ -5,7 +5,10 @@ released functions (its docstring names the released file and function each one 
 in-memory arrays. The kit side is the batched ``pcrl_lib.transforms`` call (draw + apply) on a
 batch, divided by the batch size. Prints ms per sample for each transform and for the whole view
 pipeline, in 3D (1×64×64×32 float32 crops) and 2D (224² views from 256² images and 64² views from
-128² images; the released side gets PIL RGB uint8 images, as it does after ``Image.open``).
+128² images; the released side gets PIL RGB uint8 images, as it does after ``Image.open``). The 2D
+transforms are timed on colour views and again on gray ones (chest X-rays, the released data): the
+kit's pipeline keeps a gray image one channel up to the normalisation, the released code turns it
+into RGB on loading, and each side gets what its pipeline gives it.
 
 Timing: one thread (``torch.set_num_threads(1)``; start it with ``OMP_NUM_THREADS=1`` too), the kit
 and the released call alternate within each repeat and each figure is the median of the repeats, so
@@ -41,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import released_reference as rel  # noqa: E402
 from pcrl_lib.transforms import (LocalPixelShuffle, NonlinearIntensity, Painting, PCRLViews2D,  # noqa: E402
                                  PCRLViews3D, RandomResizedCrop, normalize)
+from pcrl_lib.transforms.base import apply_to_index  # noqa: E402
+from pcrl_lib.transforms.color import rgb_to_grayscale  # noqa: E402
 from pcrl_lib.transforms.tca import draw_tca, tca_apply  # noqa: E402
 
 CUBE = (64, 64, 32)
@@ -105,18 +110,28 @@ def rows_3d(B: int, device: torch.device):
         ("out-painting, p 1", lambda: outpaint.apply_(painted, outpaint.draw(cubes.shape, gen)),
          each(lambda c: rel.image_out_painting(c, rng, nprng), B), B),
         ("TCA target (flips + rot90)", tca, each(lambda c: rel.spatial_aug_3d(c, rng), B), B),
+        # All B pairs on the released side too: its cost swings with how many cubes get shuffled
+        # (p 0.5, ~47 ms each), and a median over 2 pairs a repeat moved between 65 and 115 ms.
         ("pipeline, per crop pair", lambda: views(pairs, gen),
-         lambda: [rel.luna_pair(npp[i], rng, nprng) for i in range(few)], few),
+         lambda: [rel.luna_pair(npp[i], rng, nprng) for i in range(B)], B),
     ]
 
 
-def rows_2d(B: int, size: int, source: int, device: torch.device):
-    """``(name, kit fn, released fn, released samples per call)`` for one 2D size."""
+def rows_2d(B: int, size: int, source: int, device: torch.device, gray: bool = False):
+    """``(name, kit fn, released fn, released samples per call)`` for one 2D size.
+
+    ``gray=False``: the transforms on colour views (kit ``(B, 3, S, S)`` float32, released PIL RGB).
+    ``gray=True``: the rows whose input differs for gray images (chest X-rays, the released 2D data):
+    the kit's view pipeline keeps them one channel up to the normalisation, so its transforms get
+    ``(B, 1, S, S)``; the released code converts them to RGB on loading (``.convert('RGB')``), so
+    its transforms get the RGB image of the same gray views.
+    """
     gen = torch.Generator(device=device).manual_seed(0)
     images = torch.rand(B, 1, source, source, generator=torch.Generator().manual_seed(3)).to(device)
-    views_in = torch.rand(B, 3, size, size, generator=torch.Generator().manual_seed(4)).to(device)
+    views_in = torch.rand(B, 1 if gray else 3, size, size, generator=torch.Generator().manual_seed(4)).to(device)
     pil_src = [Image.fromarray((255 * images[i, 0].cpu().numpy()).astype(np.uint8)).convert("RGB") for i in range(B)]
-    pil = [Image.fromarray((255 * views_in[i].permute(1, 2, 0).cpu().numpy()).astype(np.uint8)) for i in range(B)]
+    pil = [Image.fromarray((255 * views_in[i].expand(3, -1, -1).permute(1, 2, 0).cpu().numpy()).astype(np.uint8))
+           for i in range(B)]
     tensors = [rel.T.ToTensor()(p) for p in pil]
     rng, nprng = random.Random(0), np.random.RandomState(0)
     torch.manual_seed(0)                                                    # torchvision draws from torch
@@ -132,6 +147,21 @@ def rows_2d(B: int, size: int, source: int, device: torch.device):
     def tca():
         return tca_apply(views_in, draw_tca(B, 2, gen).to(device))
 
+    if gray:
+        def grayscale():              # the view pipeline's one-channel grayscale step
+            index = views.gray.draw((B, 3, size, size), gen).index.to(device)
+            return apply_to_index(views_in, index, rgb_to_grayscale)
+
+        return [
+            ("resized crop", lambda: crop(images, gen), each(spatial, pil_src), B),
+            ("rotation ±10°", lambda: views.rotate(views_in, gen), each(t[0], pil), B),
+            ("horizontal flip", lambda: views.flip(views_in, gen), each(t[1], pil), B),
+            ("grayscale, p 0.2", grayscale, each(t[2], pil), B),
+            ("blur, p 0.5", lambda: views.blur(views_in, gen), each(t[3], pil), B),
+            ("colour jitter 0.4×4", lambda: views.jitter(views_in, gen), each(t[4], pil), B),
+            ("to tensor + normalise", lambda: normalize(views_in.expand(-1, 3, -1, -1)),
+             each(lambda p: t[6](t[5](p)), pil), B),
+        ]
     return [
         ("resized crop", lambda: crop(images.expand(-1, 3, -1, -1), gen), each(spatial, pil_src), B),
         ("rotation ±10°", lambda: views.rotate(views_in, gen), each(t[0], pil), B),
@@ -185,8 +215,11 @@ def main() -> None:
     if args.only != "3d":
         for size, source in VIEWS_2D:
             cuda_rows = rows_2d(B, size, source, torch.device("cuda")) if cuda else None
-            table(f"2D, {size}² views from {source}² images", rows_2d(B, size, source, torch.device("cpu")), B,
-                  args.repeats, cuda_rows)
+            table(f"2D, {size}² views from {source}² images (colour views; pipeline: gray images)",
+                  rows_2d(B, size, source, torch.device("cpu")), B, args.repeats, cuda_rows)
+            cuda_rows = rows_2d(B, size, source, torch.device("cuda"), gray=True) if cuda else None
+            table(f"2D, {size}², gray views (kit: 1 channel, as its pipeline keeps them; released: their RGB)",
+                  rows_2d(B, size, source, torch.device("cpu"), gray=True), B, args.repeats, cuda_rows)
     if not cuda:
         print("\nCUDA: not available on this machine (kit CUDA column left out).")
 
