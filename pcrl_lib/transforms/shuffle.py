@@ -14,7 +14,8 @@ where they overlap. Here the same result comes from index arithmetic on the whol
    wins, as in the loop; :func:`winning_sources`) and reads every output voxel with one gather.
 
 The result equals the released loop exactly for the same draws (``tests/transforms``); its cost is
-linear in the ~2·10⁵ block voxels per cube, whose random draws and index passes dominate on a CPU.
+linear in the ~2.5·10⁵ block voxels per cube, whose random keys, row sorts, table lookups and
+scatter dominate on a CPU (~4.5 ms a 64×64×32 cube on one thread, draw and apply about half each).
 """
 
 from __future__ import annotations
