@@ -1,6 +1,6 @@
 """Random resized crop of the 2D view pipeline (PCRL_SPEC §7), batched with per-sample boxes:
-torchvision's sampling rule, one ``roi_align`` call for the whole batch. Cutout is in :mod:`.cutout`,
-rotation, flip and blur in :mod:`.spatial`, colour in :mod:`.color`;
+torchvision's sampling rule, roi_align's bilinear samples (on CPU read in two separable passes).
+Cutout is in :mod:`.cutout`, rotation, flip and blur in :mod:`.spatial`, colour in :mod:`.color`;
 :class:`~pcrl_lib.transforms.views.PCRLViews2D` assembles them.
 """
 
