@@ -8,6 +8,7 @@ them there; they work on 2D ``(B, C, H, W)`` and 3D ``(B, C, X, Y, Z)`` batches 
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -343,12 +344,12 @@ class Painting(RandomTransform):
             # through torch, and the boxes are small (released in-painting costs ~0.07 ms a cube).
             target, canvas, noise = x.numpy(), canvas.numpy(), noise.numpy()
         corners, sizes = params.corners.tolist(), params.sizes.tolist()
-        every = (slice(None),)
+        every = slice(None)
         canvases = offset = 0                     # next out-painting canvas, next box noise entry
         for b, out, count, corner, size in zip(params.index.tolist(), params.outpaint.tolist(), params.count.tolist(),
                                                corners, sizes):
             xb = target[b]
-            boxes = [every + tuple(slice(c, c + s) for c, s in zip(corner[k], size[k])) for k in range(count)]
+            boxes = [(every, *map(slice, c, map(operator.add, c, s))) for c, s in zip(corner[:count], size)]
             if out:
                 windows = [(box, xb[box] * 1) for box in boxes]                # copies of the kept windows
                 xb[...] = canvas[canvases]                                      # broadcast over channels
