@@ -14,8 +14,10 @@ Timing: one thread (``torch.set_num_threads(1)``; start it with ``OMP_NUM_THREAD
 and the released call alternate within each repeat and each figure is the median of the repeats, so
 that load from other processes on shared cores hits both sides alike. The header prints the load
 average. "pipeline" rows are per crop pair / per image: both views, their TCA targets and codes and
-the clean targets, as ``__getitem__`` returns them. The painting rows paint in place on both sides
-(the released functions write into their input; the kit's 3D pipeline uses ``Painting.apply_``).
+the clean targets, as ``__getitem__`` returns them; "pipeline + batch collation" adds the released
+side's ``default_collate`` of the B samples (the kit's output is already a batch). The painting
+rows paint in place on both sides (the released functions write into their input; the kit's 3D
+pipeline uses ``Painting.apply_``).
 The released 3D flip, affine and blur are torchio's own transforms when torchio is importable
 (``PYTHONPATH=DIR`` after ``pip install --target DIR torchio``; not a kit dependency), else scipy
 stand-ins; the header says which (see :mod:`benchmarks.released_reference`).
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -174,6 +177,10 @@ def rows_2d(B: int, size: int, source: int, device: torch.device, gray: bool = F
         ("TCA target (flips + rot90)", tca, each(lambda x: rel.spatial_aug_2d(x, rng), tensors), B),
         ("pipeline, per image", lambda: views(images, gen),
          each(lambda p: rel.chest_pair(p, (spatial, train, norm), rng), pil_src), B),
+        # The kit's sample is already the batch the step takes; the released samples become one
+        # through the DataLoader's default_collate (stacked into fresh batch tensors, as the kit's are).
+        ("pipeline + batch collation", lambda: views(images, gen),
+         lambda: default_collate([rel.chest_pair(p, (spatial, train, norm), rng) for p in pil_src]), B),
     ]
 
 
