@@ -199,7 +199,8 @@ class PretrainConfig(_Section):
     # pcrl.KEY_MIXES (tests keep them equal)
     _CHOICES = {"method": PRETRAIN_METHODS,
                 "nce": ("nce", "infonce"), "precision": ("auto", "fp32", "bf16", "fp16"), "key_mix": ("raw", "unit"),
-                "nce_noise": ("batches", "samples"), "memory_format": ("auto", "contiguous", "channels_last")}
+                "nce_noise": ("batches", "samples"), "memory_format": ("auto", "contiguous", "channels_last"),
+                "rotation_2d": ("nearest", "bilinear")}
 
     method: str = "pcrl"              # pcrl | pcrl_tca | pcrl_recon | c2l | moco | models_genesis
     epochs: int = 4
@@ -221,6 +222,7 @@ class PretrainConfig(_Section):
     key_mix: str = "raw"              # pass-B mixed keys: raw = released (mix projections, then normalise) | unit
     nce_noise: str = "batches"        # NCE's n (Pn = 1/n, Z): batches = released len(train_loader) | samples (CMC)
     align_targets: bool = False       # align pass-B clean targets with the input geometry (spec §7)
+    rotation_2d: str = "nearest"      # 2D views' ±10° rotation: nearest = released (torchvision default) | bilinear
     precision: str = "auto"           # auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and native-bf16 CPUs)
     memory_format: str = "auto"       # auto (channels-last: 2D on CUDA under bf16/fp16) | contiguous | channels_last
     max_steps_per_epoch: int = 0      # 0 = a full pass over the data

@@ -61,7 +61,8 @@ def assemble(cfg: PretrainConfig, spatial_dims: int, dataset: Dataset) -> tuple[
 
     if spatial_dims == 2:
         dataset = ImagesOnly(dataset)
-        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets)
+        views: Callable = PCRLViews2D(size=cfg.image_size_2d, align_targets=cfg.align_targets,
+                                      rotation_mode=cfg.rotation_2d)
     else:
         cube = tuple(getattr(dataset, "cube", cfg.cube_size))
         if cube != tuple(cfg.cube_size):

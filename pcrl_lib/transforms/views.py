@@ -89,7 +89,9 @@ class PCRLViews2D:
     Args:
         size: output side S (224 in the paper).
         scale: RandomResizedCrop area range.
-        degrees: rotation range ±degrees (bilinear, black fill).
+        degrees: rotation range ±degrees (black fill).
+        rotation_mode: ``"nearest"`` (as released: torchvision's ``RandomRotation`` resamples its PIL image with
+            nearest neighbours by default) or ``"bilinear"`` (smoother, the kit's variant).
         flip_p: horizontal-flip probability.
         gray_p: grayscale probability.
         blur_sigma, blur_p: Gaussian blur σ range (pixels) and probability.
@@ -102,9 +104,10 @@ class PCRLViews2D:
     def __init__(self, size: int = 224, scale: Sequence[float] = (0.2, 1.0), degrees: float = 10.0,
                  flip_p: float = 0.5, gray_p: float = 0.2, blur_sigma: Sequence[float] = (0.1, 2.0),
                  blur_p: float = 0.5, jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.4), jitter_p: float = 1.0,
-                 n_holes: int = 3, hole: int | None = None, align_targets: bool = False, tca_flip_p: float = 0.5):
+                 n_holes: int = 3, hole: int | None = None, align_targets: bool = False, tca_flip_p: float = 0.5,
+                 rotation_mode: str = "nearest"):
         self.crop = RandomResizedCrop(size, scale=scale)
-        self.rotate = RandomAffine(2, degrees=degrees, scales=(1.0, 1.0), p=1.0, pad=0.0)
+        self.rotate = RandomAffine(2, degrees=degrees, scales=(1.0, 1.0), p=1.0, pad=0.0, mode=rotation_mode)
         self.flip = RandomFlip(2, axes=(1,), p=flip_p)
         self.gray = RandomGrayscale(gray_p)
         self.blur = GaussianBlur(2, sigma=blur_sigma, p=blur_p, isotropic=True)

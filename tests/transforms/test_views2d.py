@@ -179,3 +179,39 @@ def test_gray_jitter_in_one_pass_per_step_matches_torchvision(strengths):
     gray = [b for b in range(12) if b % 3]
     assert torch.equal(out[gray], one[gray].expand(-1, 3, -1, -1))
     assert torch.allclose(out, oracles.jitter(mixed, params), atol=1e-5)
+
+
+def test_views_rotate_with_nearest_neighbours_as_released_and_bilinear_on_request():
+    """torchvision's ``RandomRotation(10)`` in the released 2D pipeline resamples with nearest neighbours (its
+    default): every rotated pixel is an input pixel or the black fill. ``rotation_mode="bilinear"`` (the kit's
+    earlier default) blends neighbours; the draws are the same either way."""
+    from pcrl_lib.config import get_profile
+    from pcrl_lib.transforms import PCRLViews2D
+
+    assert get_profile("quick").pretrain.rotation_2d == "nearest"
+    crop = torch.randint(1, 255, (4, 1, 32, 32), generator=torch.Generator().manual_seed(0)).float() / 255
+    values = set(crop.unique().tolist()) | {0.0}
+    rotated = {}
+    for mode in ("nearest", "bilinear"):
+        views = PCRLViews2D(size=32, rotation_mode=mode)
+        out, params = views.rotate(crop, torch.Generator().manual_seed(1), return_params=True)
+        rotated[mode] = (out, params)
+    near, bil = rotated["nearest"][0], rotated["bilinear"][0]
+    assert set(near.unique().tolist()) <= values, "nearest: only input values and the fill"
+    assert len(set(bil.unique().tolist()) - values) > 100, "bilinear: blended values"
+    assert torch.equal(rotated["nearest"][1].angles, rotated["bilinear"][1].angles), "same draws"
+    with pytest.raises(ValueError, match="mode"):
+        PCRLViews2D(size=32, rotation_mode="cubic")
+
+
+def test_pretraining_views_take_the_configured_rotation():
+    from pcrl_lib.config import get_profile
+    from pcrl_lib.pretrain_setup import assemble
+
+    cfg = get_profile("smoke").pretrain
+    data = torch.rand(4, 1, 64, 64)
+    for mode in ("nearest", "bilinear"):
+        _, _, views = assemble(cfg.override(rotation_2d=mode), 2, data)
+        assert views.rotate.mode == mode
+    with pytest.raises(ValueError, match="rotation_2d"):
+        cfg.override(rotation_2d="cubic")
