@@ -27,12 +27,11 @@ from ..config import FinetuneConfig
 from ..data.splits import sample_fraction
 from ..env import seed_everything
 from ..metrics import roc_auc
+from ..provenance import PROBE_SUFFIX
 from .classify import ClassificationTask, match_channels
 from .few_label import protocol_inputs
 from .loop import EvalContext, eval_context
 from .records import ResultRow
-
-PROBE_SUFFIX = "_probe"
 
 
 @torch.no_grad()
