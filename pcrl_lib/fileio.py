@@ -147,3 +147,22 @@ def read_json(path: str | os.PathLike) -> tuple[Any, str | None]:
 def fingerprint(obj: Any) -> str:
     """A short stable hash (16 hex digits) of a JSON-serialisable object: cache keys and folder stamps."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_csv_table(path: str | os.PathLike, what: str, columns: tuple[str, ...], dtype: dict | None = None):
+    """A dataset's CSV as a ``pandas.DataFrame`` holding at least ``columns``; ``what`` names it in errors
+    (``"LUNA16 annotations"``). FileNotFoundError when missing, ValueError naming the file when it does not parse
+    or lacks a column."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} CSV not found")
+    try:
+        table = pd.read_csv(path, dtype=dtype)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: cannot parse as CSV: {err}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)}, found {list(table.columns)}")
+    return table

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..fileio import read_csv_table
 from .images2d import ImageRecord
 
 OBSERVATIONS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -61,15 +62,7 @@ def load_csv(path: str | Path, policy: str = "ones", frontal_only: bool = False)
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: CheXpert CSV not found")
-    try:
-        table = pd.read_csv(path, dtype={"Path": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: cannot parse as CSV: {err}") from None
-    missing = [c for c in (*META_COLUMNS, *COMPETITION_LABELS) if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    table = read_csv_table(path, "CheXpert", (*META_COLUMNS, *COMPETITION_LABELS), dtype={"Path": str})
     table = table.reset_index(drop=True)
     present = [c for c in OBSERVATIONS if c in table.columns]
     try:

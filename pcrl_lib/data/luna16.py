@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..fileio import read_csv_table
 from .volume import Volume, read_volume
 
 SUBSETS = tuple(f"subset{i}" for i in range(10))
@@ -64,15 +65,7 @@ def read_scan(path: str | Path) -> Volume:
 
 def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: LUNA16 {what} CSV not found")
-    try:
-        table = pd.read_csv(path, dtype={"seriesuid": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: cannot parse as CSV: {err}") from None
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)}")
+    table = read_csv_table(path, f"LUNA16 {what}", columns, dtype={"seriesuid": str})
     numeric = [c for c in columns if c != "seriesuid"]
     converted = table[numeric].apply(pd.to_numeric, errors="coerce")
     bad = converted.isna().to_numpy()
