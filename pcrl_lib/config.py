@@ -238,7 +238,8 @@ class FinetuneConfig(_Section):
     # lr 0 keeps the initial weights: a fixed-model baseline (and how the early-stopping test freezes a model)
     _RANGES = {"epochs": ">= 1", "batch_size_2d": ">= 1", "batch_size_3d": ">= 1", "lr": ">= 0", "weight_decay": ">= 0",
                "label_fractions": "(0, 1]", "seeds": ">= 0", "patience": ">= 0", "bootstrap": ">= 0",
-               "num_workers": ">= 0", "max_steps_per_epoch": ">= 0", "seg_overlap": "[0, 1)", "seg_lr_factor": "> 0"}
+               "num_workers": ">= 0", "max_steps_per_epoch": ">= 0", "seg_overlap": "[0, 1)", "seg_lr_factor": "> 0",
+               "seg_patches_per_epoch": ">= 0", "seg_val_cases": ">= 0"}
     _TUPLES = {"label_fractions": ("float", None), "seeds": ("int", None)}
     _CHOICES = {"precision": ("auto", "fp32", "bf16", "fp16"), "methods_cls": INITIALISATIONS,
                 "methods_seg": INITIALISATIONS}
@@ -266,6 +267,11 @@ class FinetuneConfig(_Section):
     # paper's 1e-3 the networks are still far from converged, at 3e-3 the liver / whole tumour are learned
     # (measured on the synthetic look-alikes).
     seg_lr_factor: float = 3.0
+    # Training patches per epoch of a segmentation run, at every label fraction (0: segment.PATCHES_PER_CASE per
+    # case of the full training split), and the validation cases that select its best epoch (0: all of them).
+    # Sliding-window validation of every case after every epoch is most of a CPU run's cost.
+    seg_patches_per_epoch: int = 0
+    seg_val_cases: int = 0
 
 
 @dataclass(frozen=True)
@@ -317,15 +323,28 @@ def _smoke() -> Profile:
 
 
 def _quick() -> Profile:
-    # Sized with benchmarks/pretrain.py so that notebook 03 (PCRL plus the five baselines, in 2D and in 3D) runs in
-    # minutes on a 2-core CPU: a full 3D PCRL step at 32×32×16 costs ~1.2 s at width 4 but ~3 s at width 8 and ~8 s at
-    # width 16 (fp32, 1 thread); the cap of 12 steps per epoch keeps 3D at 72 steps, 2D at 60. The queue is
-    # shorter than the quick pretraining sets (86 images, 144 pairs) and refills within ~3 steps, so the curves
-    # leave the random initial queue behind early; lr 0.03 because 60–72 steps at the paper's 1e-3 barely move.
+    # A controlled miniature study (issue 16; the design is written out in notebook 10, section "The quick study"):
+    # what varies is the initialisation (scratch and the six pretraining methods), the label fraction and the seed;
+    # the data, the networks and every schedule are held fixed. Sizes:
+    # - stand-ins large enough to measure: NIH 1,600 images (test ≈ 20 % of the patients, > 300 images), CheXpert
+    #   1,600 training + 400 validation (= test) studies, LUNA16 60 scans (test 20 % ≈ 12 scans, > 300
+    #   candidates), LiTS and BraTS 60 cases (70/10/20: 12 test cases); the unlabelled pretraining pools are the
+    #   whole training splits, > 10× the 10 % labelled fraction (the paper's regime);
+    # - pretraining of 200 steps per method (4 epochs × 50; ~3.5× the previous 60–72) with the EMA horizon a tenth
+    #   of the run (m = 0.95) so that the key encoder moves; the queue holds 256 keys (about a fifth of the 2D pool,
+    #   as the paper's 16,384 of ~78k images); lr 0.03 because a few hundred steps at the paper's 1e-3 barely move;
+    #   the 3D U-Net at width 4 (benchmarks/pretrain.py: a 3D PCRL step at 32×32×16 costs ~1.2 s at width 4, ~3 s at
+    #   width 8, ~8 s at width 16; fp32, 1 thread);
+    # - fine-tuning at the low label fractions the claims are about, 5 % and 10 %, with 3 seeds; segmentation runs
+    #   keep the earlier CPU budget (28 patches per epoch, 8 epochs) and select the epoch on 2 validation cases.
+    # Cost measured on an idle 2-core CPU: the whole quick course in README.md.
     return Profile(
         name="quick",
-        pretrain=PretrainConfig(epochs=6, batch_size_2d=8, batch_size_3d=4, image_size_2d=64, cube_size=(32, 32, 16),
-                                width_3d=4, lr=0.03, K=64, max_steps_per_epoch=12),
+        data=DataConfig(synthetic_2d=1600, synthetic_3d=60, synthetic_seg=60),
+        pretrain=PretrainConfig(epochs=4, batch_size_2d=8, batch_size_3d=4, image_size_2d=64, cube_size=(32, 32, 16),
+                                width_3d=4, lr=0.03, K=256, ema_horizon_fraction=0.1, max_steps_per_epoch=50),
+        finetune=FinetuneConfig(label_fractions=(0.05, 0.1), seeds=(0, 1, 2), seg_patches_per_epoch=28,
+                                seg_val_cases=2),
     )
 
 

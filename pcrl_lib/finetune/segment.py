@@ -304,6 +304,7 @@ class SegmentationTask:
         overlap, weighting, sw_batch_size: sliding-window settings.
         threshold: probability above which a voxel belongs to a structure.
         patches_per_case, patches_per_epoch, foreground_prob: training patch sampling (:class:`PatchDataset`).
+        val_cases: validate on the first ``val_cases`` cases of the validation split (None: all of them).
         compute_hd95: also report HD95 (mm) per structure on the test split.
     """
 
@@ -318,6 +319,7 @@ class SegmentationTask:
     patches_per_case: int = 2
     patches_per_epoch: int | None = None
     foreground_prob: float = 0.5
+    val_cases: int | None = None
     compute_hd95: bool = True
     loss: DiceBCELoss = field(default_factory=DiceBCELoss)
     main_metric = "dice_mean"
@@ -336,13 +338,15 @@ class SegmentationTask:
         self.structures = {str(k): tuple(int(v) for v in vs) for k, vs in self.structures.items()}
         if not self.structures:
             raise ValueError("structures must name at least one region")
+        if self.val_cases is not None and (not isinstance(self.val_cases, int) or self.val_cases < 1):
+            raise ValueError(f"val_cases must be a positive int or None (all validation cases), got {self.val_cases!r}")
 
     def describe(self) -> dict:
         return {"type": "segmentation", "name": self.name, "structures": {k: list(v) for k, v in self.structures.items()},
                 "spatial_dims": self.spatial_dims, "window": list(self.window), "overlap": self.overlap,
                 "weighting": self.weighting, "threshold": self.threshold, "patches_per_case": self.patches_per_case,
                 "patches_per_epoch": self.patches_per_epoch, "foreground_prob": self.foreground_prob,
-                "loss": {"bce_weight": self.loss.bce_weight, "dice_weight": self.loss.dice_weight}}
+                "val_cases": self.val_cases, "loss": {"bce_weight": self.loss.bce_weight, "dice_weight": self.loss.dice_weight}}
 
     def train_dataset(self, subset: Dataset, seed: int) -> Dataset:
         """Patches of the labelled cases (:class:`PatchDataset`), redrawn each epoch."""
@@ -369,17 +373,18 @@ class SegmentationTask:
         return sliding_window_inference(x, predictor, self.window, overlap=self.overlap, weighting=self.weighting,
                                         sw_batch_size=self.sw_batch_size, pad_value=float(x.min()))[0]
 
-    def _cases(self, dataset: Dataset):
-        for i in range(len(dataset)):
+    def _cases(self, dataset: Dataset, limit: int | None = None):
+        for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
             case = dataset[i]
             if not case.get("has_mask", True):
                 raise ValueError(f"case {case.get('name', i)} has no mask: validation/test cases need ground truth")
             yield case
 
     def validate(self, model: nn.Module, dataset: Dataset, ctx: EvalContext) -> dict:
-        """``{"score": mean Dice over cases and structures, "loss": mean Dice+BCE on whole cases}``."""
+        """``{"score": mean Dice over cases and structures, "loss": mean Dice+BCE on whole cases}`` over the first
+        ``val_cases`` cases of ``dataset`` (all when None)."""
         scores, losses = [], []
-        for case in self._cases(dataset):
+        for case in self._cases(dataset, self.val_cases):
             probs = self.predict_case(model, torch.as_tensor(case["image"]), ctx)
             target = structure_masks(torch.as_tensor(case["mask"]).to(ctx.device)[None], self.structures)
             losses.append(float(self.loss.from_probabilities(probs[None], target.float())))
@@ -436,10 +441,12 @@ def segmentation_config(profile: str | Profile, epochs: int | None = None, lr: f
                         lr=float(lr) if lr else cfg.lr * cfg.seg_lr_factor)
 
 
-def default_patches_per_epoch(data: "SegmentationData") -> int:
-    """Training patches per epoch at every label fraction: :data:`PATCHES_PER_CASE` per case of the full training
-    split (``data``: a :class:`~pcrl_lib.data.tasks_seg.SegmentationData`), so a 10 % run takes as many optimiser
-    steps as a 100 % run."""
+def default_patches_per_epoch(data: "SegmentationData", cfg: FinetuneConfig | None = None) -> int:
+    """Training patches per epoch at every label fraction, so a 10 % run takes as many optimiser steps as a 100 %
+    run: ``cfg.seg_patches_per_epoch`` when set (> 0), else :data:`PATCHES_PER_CASE` per case of the full training
+    split (``data``: a :class:`~pcrl_lib.data.tasks_seg.SegmentationData`)."""
+    if cfg is not None and cfg.seg_patches_per_epoch > 0:
+        return int(cfg.seg_patches_per_epoch)
     return PATCHES_PER_CASE * len(data.splits["train"])
 
 
